@@ -1,0 +1,77 @@
+"""`infill train ...`: prep, ar, diffusion and heldout (the figures in MODELS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train the embedded default models (GPU)")
+    sub = train.add_subparsers(dest="train_command", required=True)
+
+    prep = sub.add_parser("prep", help="collect the corpus, split it, train the tokenizer")
+    prep.add_argument("--out", type=Path, required=True)
+    prep.add_argument("--roots", type=Path, nargs="*", help="default: this Python's stdlib and site-packages")
+    prep.add_argument("--vocab", type=int, default=8192)
+    prep.add_argument("--tokenizer-chars", type=int, default=60_000_000)
+    prep.set_defaults(run=_prep)
+
+    for kind, shapes in (("ar", ("target", "draft", "tiny")), ("diffusion", ("diffusion", "tiny"))):
+        p = sub.add_parser(kind, help=f"train an {kind} model for a time budget (resumable)")
+        p.add_argument("--data", type=Path, required=True, help="folder written by `infill train prep`")
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--shape", choices=shapes, default=shapes[0])
+        p.add_argument("--minutes", type=float, default=10.0)
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--seq-len", type=int, default=1024 if kind == "ar" else 512)
+        p.add_argument("--lr", type=float, default=2e-3)
+        p.add_argument("--warmup-steps", type=int, default=300)
+        p.add_argument("--fim-rate", type=float, default=0.9)
+        p.add_argument("--workers", type=int, default=4)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--eval-every", type=float, default=60.0, help="seconds")
+        p.add_argument("--resume", type=Path, help="a checkpoint folder to continue from")
+        p.add_argument("--device")
+        p.add_argument("--compile", action="store_true")
+        p.add_argument("--max-steps", type=int)
+        p.set_defaults(run=_train, kind=kind)
+
+    held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
+    held.add_argument("--data", type=Path, required=True, help="folder with heldout.jsonl")
+    held.add_argument("--tasks", type=int, default=500)
+    held.add_argument("--engine", choices=("speculative", "diffusion", "both"), default="both")
+    held.add_argument("--models", type=Path, help="model folder (default: the shipped models)")
+    held.add_argument("--device")
+    held.add_argument("--json", type=Path, help="write the results here")
+    held.set_defaults(run=_heldout)
+
+
+def _prep(args) -> int:
+    from infill.train.prepare import prepare
+
+    print(json.dumps(prepare(args.out, args.roots, args.vocab, args.tokenizer_chars), indent=2))
+    return 0
+
+
+def _train(args) -> int:
+    from infill.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(
+        kind=args.kind, shape=args.shape, data_dir=str(args.data), out_dir=str(args.out),
+        minutes=args.minutes, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+        warmup_steps=args.warmup_steps, fim_rate=args.fim_rate, workers=args.workers,
+        seed=args.seed, eval_every_s=args.eval_every, device=args.device, compile=args.compile,
+        resume=str(args.resume) if args.resume else None, max_steps=args.max_steps,
+    )
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    state = train(cfg)
+    print(json.dumps({k: state[k] for k in ("step", "tokens", "elapsed_s")}))
+    return 0
+
+
+def _heldout(args) -> int:
+    from infill.train.heldout import run
+
+    return run(args)

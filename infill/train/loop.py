@@ -1,0 +1,161 @@
+"""One training loop for the three model kinds, budgeted in minutes and resumable.
+
+The learning-rate schedule follows elapsed training time rather than a step count, so a run
+split over several sessions of at most ten minutes (resumed from its last checkpoint) traces the
+same schedule as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedTokenizerFast
+
+from infill.train import architectures
+from infill.train.corpus import read_jsonl
+from infill.train.data import IGNORE, BatchStream, SpecialIds, cosine_lr, fixed_batches
+
+
+@dataclass
+class TrainConfig:
+    kind: str  # "ar" or "diffusion"
+    shape: str  # a key of architectures.AR_SHAPES or DIFFUSION_SHAPES
+    data_dir: str
+    out_dir: str
+    minutes: float = 10.0
+    batch_size: int = 64
+    seq_len: int = 1024
+    lr: float = 2e-3
+    warmup_steps: int = 300
+    weight_decay: float = 0.1
+    fim_rate: float = 0.9
+    workers: int = 4
+    seed: int = 0
+    eval_every_s: float = 60.0
+    resume: str | None = None
+    device: str | None = None
+    compile: bool = False
+    max_steps: int | None = None  # for tests: stop after this many steps
+
+
+def _device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def build_model(cfg: TrainConfig, tokenizer, ids: SpecialIds):
+    if cfg.resume:
+        loader = AutoModelForMaskedLM if cfg.kind == "diffusion" else AutoModelForCausalLM
+        return loader.from_pretrained(cfg.resume, dtype=torch.float32)
+    make = architectures.diffusion_model if cfg.kind == "diffusion" else architectures.ar_model
+    return make(cfg.shape, len(tokenizer), ids, max_positions=max(4096, cfg.seq_len))
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    logits = model(input_ids=batch["input_ids"]).logits.float()
+    if kind == "diffusion":
+        per_token = F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE,
+                                    reduction="none")
+        return (per_token.sum(1) * batch["weights"]).mean()
+    return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def heldout_loss(model, batches, kind: str, device: torch.device) -> float:
+    model.eval()
+    losses = []
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            losses.append(batch_loss(model, batch, kind).item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def _state_path(directory: str | Path) -> Path:
+    return Path(directory) / "trainer_state.json"
+
+
+def save_checkpoint(model, tokenizer, out: Path, state: dict) -> None:
+    """bf16 safetensors in shards small enough to come back from the GPU machine (16 MiB)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.bfloat16).save_pretrained(str(out), max_shard_size="15MB")
+    model.to(torch.float32)
+    tokenizer.save_pretrained(str(out))
+    _state_path(out).write_text(json.dumps(state, indent=1))
+
+
+def train(cfg: TrainConfig) -> dict:
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(data_dir / "tokenizer"))
+    ids = SpecialIds.of(tokenizer)
+    train_texts = [f.text for f in read_jsonl(data_dir / "train.jsonl")]
+    heldout_texts = [f.text for f in read_jsonl(data_dir / "heldout.jsonl")]
+
+    state = {"elapsed_s": 0.0, "step": 0, "tokens": 0, "log": []}
+    if cfg.resume and _state_path(cfg.resume).exists():
+        state = json.loads(_state_path(cfg.resume).read_text())
+    model = build_model(cfg, tokenizer, ids).to(device)
+    model.train()
+    step_fn = torch.compile(model) if cfg.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
+                                  weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    stream = BatchStream(cfg.kind, train_texts, tokenizer, cfg.batch_size, cfg.seq_len,
+                         seed=cfg.seed + 7919 * state["step"], fim_rate=cfg.fim_rate)
+    loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=True,
+                        prefetch_factor=8 if cfg.workers else None,
+                        persistent_workers=bool(cfg.workers))
+    eval_batches = fixed_batches(cfg.kind, heldout_texts, tokenizer, min(cfg.batch_size, 32),
+                                 cfg.seq_len, count=8)
+    log_file = (out_dir / "log.jsonl").open("a")
+    budget_s = cfg.minutes * 60.0
+    start = time.time() - state["elapsed_s"]
+    last_eval, window_tokens, window_start, step_in_run = time.time(), 0, time.time(), 0
+    train_loss = float("nan")
+
+    for batch in loader:
+        elapsed = time.time() - start
+        done = elapsed >= budget_s or (cfg.max_steps is not None and step_in_run >= cfg.max_steps)
+        if done or time.time() - last_eval >= cfg.eval_every_s:
+            entry = {
+                "step": state["step"], "tokens": state["tokens"], "elapsed_s": round(elapsed, 1),
+                "train_loss": None if train_loss != train_loss else round(train_loss, 4),
+                "heldout_loss": round(heldout_loss(step_fn, eval_batches, cfg.kind, device), 4),
+                "tokens_per_s": round(window_tokens / max(time.time() - window_start, 1e-9)),
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            state["log"].append(entry)
+            state["elapsed_s"] = elapsed
+            log_file.write(json.dumps(entry) + "\n")
+            log_file.flush()
+            print(json.dumps({"kind": cfg.kind, "shape": cfg.shape, **entry}), flush=True)
+            save_checkpoint(model, tokenizer, out_dir / "checkpoint", {**state, "config": asdict(cfg)})
+            last_eval, window_tokens, window_start = time.time(), 0, time.time()
+        if done:
+            break
+        lr = cosine_lr(elapsed / budget_s, step_in_run, cfg.lr, cfg.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = batch_loss(step_fn, batch, cfg.kind)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state["step"] += 1
+        step_in_run += 1
+        tokens = batch["input_ids"].numel()
+        state["tokens"] += tokens
+        window_tokens += tokens
+        if state["step"] % 20 == 0:
+            train_loss = loss.item()  # one host sync every 20 steps, not every step
+    log_file.close()
+    return state
