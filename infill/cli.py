@@ -1,23 +1,164 @@
-"""The `infill` command."""
+"""The `infill` command: complete, demo, train."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).parent / "examples" / "stats.py"
+
+
+class UsageError(Exception):
+    """Bad arguments or input: printed as one line, exit status 2."""
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models (default: the shipped models)")
+    group.add_argument("--target", help="AR FIM model folder or cached HF repo id")
+    group.add_argument("--diffusion", help="diffusion model folder or cached HF repo id")
+    group.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one)")
+    group.add_argument("--dtype", help="float32, bfloat16 or float16 (default: by device)")
+    group.add_argument("--fim-format", help="override the detected AR prompt format")
+    group.add_argument("--diffusion-family", help="override the detected family: infill, llada, dream")
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="allow a checkpoint's own modelling code (LLaDA, Dream)")
+
+
+def model_config(args):
+    from infill.engines import ModelConfig
+
+    return ModelConfig(target=args.target, diffusion=args.diffusion, device=args.device,
+                       dtype=args.dtype, fim_format=args.fim_format,
+                       diffusion_family=args.diffusion_family,
+                       trust_remote_code=args.trust_remote_code)
+
+
+def add_request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("auto", "speculative", "diffusion"), default="auto")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--multiline", choices=("auto", "yes", "no"), default="auto")
+
+
+def read_source(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+
+
+def split_at(text: str, line: int, col: int) -> tuple[str, str]:
+    """(prefix, suffix) at a 1-based line and column (columns count characters)."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        raise UsageError(f"--line {line} is outside the file (1 to {len(lines)})")
+    if not 1 <= col <= len(lines[line - 1]) + 1:
+        raise UsageError(f"--col {col} is outside line {line} (1 to {len(lines[line - 1]) + 1})")
+    offset = sum(len(l) + 1 for l in lines[: line - 1]) + col - 1
+    return text[:offset], text[offset:]
+
+
+def make_request(args, prefix: str, suffix: str, path: str | None, engine: str | None = None):
+    from infill.request import InfillRequest
+
+    multiline = {"auto": None, "yes": True, "no": False}[args.multiline]
+    try:
+        return InfillRequest(prefix=prefix, suffix=suffix, path=path,
+                             engine=engine or args.engine, max_tokens=args.max_tokens,
+                             temperature=args.temperature, seed=args.seed, multiline=multiline)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_complete(args) -> int:
+    from infill.engines import Engines
+
+    prefix, suffix = split_at(read_source(args.file), args.line, args.col)
+    request = make_request(args, prefix, suffix, str(args.file))
+    completion = Engines(model_config(args)).complete(request)[0]
+    if args.json:
+        print(json.dumps(completion.to_json()))
+    else:
+        print(completion.text)
+        print(f"[{completion.engine} {completion.model}: {completion.tokens} tokens, "
+              f"{completion.forwards} forwards, {completion.ms:.0f} ms]", file=sys.stderr)
+    return 0
+
+
+# Cursor spots in the example file: (line, col, what the user is doing there).
+DEMO_SPOTS = [(6, 1, "an empty line in a function body"),
+              (12, 38, "inside a comprehension, with code after the cursor"),
+              (21, 5, "the body of a new function")]
+
+
+def cmd_demo(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from infill.engines import Engines
+
+    engines = Engines(model_config(args))
+    text = read_source(args.file)
+    table = Table(title=f"infill demo on {args.file.name} (shipped models unless configured)")
+    for column in ("line:col", "engine", "completion", "tokens", "forwards", "ms"):
+        table.add_column(column)
+    spots = DEMO_SPOTS if args.file == EXAMPLE else [(args.line, args.col, "")]
+    for line, col, _ in spots:
+        prefix, suffix = split_at(text, line, col)
+        for engine in ("speculative", "diffusion"):
+            c = engines.complete(make_request(args, prefix, suffix, str(args.file), engine))[0]
+            table.add_row(f"{line}:{col}", engine, repr(c.text), str(c.tokens), str(c.forwards),
+                          f"{c.ms:.0f}")
+    Console(width=160).print(table)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from infill.train import cli as train_cli
 
-    parser = argparse.ArgumentParser(prog="infill", description=__doc__)
+    parser = argparse.ArgumentParser(prog="infill", description="Local fill-in-the-middle code completion.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    complete = sub.add_parser("complete", help="fill the gap at a position of a file")
+    complete.add_argument("file", type=Path)
+    complete.add_argument("--line", type=int, required=True, help="1-based line")
+    complete.add_argument("--col", type=int, required=True, help="1-based column (characters)")
+    complete.add_argument("--json", action="store_true", help="print one JSON object")
+    add_request_options(complete)
+    add_model_options(complete)
+    complete.set_defaults(run=cmd_complete)
+
+    demo = sub.add_parser("demo", help="complete a few spots of an example file with both engines")
+    demo.add_argument("file", type=Path, nargs="?", default=EXAMPLE)
+    demo.add_argument("--line", type=int, default=1)
+    demo.add_argument("--col", type=int, default=1)
+    add_request_options(demo)
+    add_model_options(demo)
+    demo.set_defaults(run=cmd_demo)
+
     train_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infill.models.loading import ModelError
+
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (UsageError, ModelError) as exc:
+        print(f"infill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("infill: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

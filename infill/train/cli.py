@@ -38,6 +38,11 @@ def add_parser(subparsers) -> None:
         p.add_argument("--max-steps", type=int)
         p.set_defaults(run=_train, kind=kind)
 
+    export = sub.add_parser("export", help="checkpoints of a training run -> the shipped models")
+    export.add_argument("work_dir", type=Path, help="folder with target/, draft/, diffusion/")
+    export.add_argument("--out", type=Path, help="default: the package's models/default")
+    export.set_defaults(run=_export)
+
     held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
     held.add_argument("--data", type=Path, required=True, help="folder with heldout.jsonl")
     held.add_argument("--tasks", type=int, default=500)
@@ -68,6 +73,13 @@ def _train(args) -> int:
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     state = train(cfg)
     print(json.dumps({k: state[k] for k in ("step", "tokens", "elapsed_s")}))
+    return 0
+
+
+def _export(args) -> int:
+    from infill.train.export import DEFAULT_DIR, export
+
+    print(json.dumps(export(args.work_dir, args.out or DEFAULT_DIR), indent=2))
     return 0
 
 

@@ -85,9 +85,12 @@ def _content_key(text: str) -> str:
     return hashlib.blake2b(re.sub(r"\s+", "", text).encode(), digest_size=16).hexdigest()
 
 
-def collect(roots: list[Path] | None = None) -> list[SourceFile]:
-    """Every useful, distinct .py file below the roots, in a deterministic order."""
+def collect(roots: list[Path] | None = None, packages: tuple[str, ...] | None = None
+            ) -> list[SourceFile]:
+    """Every useful, distinct .py file below the roots (of the named packages only, if given),
+    in a deterministic order."""
     roots = roots or default_roots()
+    wanted = {p.lower() for p in packages} if packages else None
     seen: set[str] = set()
     files: list[SourceFile] = []
     visited: set[Path] = set()
@@ -96,6 +99,8 @@ def collect(roots: list[Path] | None = None) -> list[SourceFile]:
             if path in visited or not path.is_file() or "__pycache__" in path.parts:
                 continue
             visited.add(path)
+            if wanted is not None and package_of(path, root).lower() not in wanted:
+                continue
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError, ValueError):

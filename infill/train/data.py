@@ -127,6 +127,7 @@ def diffusion_batch(tokenizer, ids: SpecialIds, docs: DocSampler, rng: random.Ra
     the whole sequence, which keeps the model a general code model.
     """
     max_chars = int(seq_len * CHARS_PER_TOKEN)
+    max_gap = min(max_gap, seq_len // 2)
     texts, spans = [], []
     for _ in range(batch_size):
         text = window(docs(rng), rng, max_chars)

@@ -94,6 +94,7 @@ def train(cfg: TrainConfig) -> dict:
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(data_dir / "tokenizer"))
     ids = SpecialIds.of(tokenizer)
     train_texts = [f.text for f in read_jsonl(data_dir / "train.jsonl")]
@@ -117,7 +118,8 @@ def train(cfg: TrainConfig) -> dict:
     log_file = (out_dir / "log.jsonl").open("a")
     budget_s = cfg.minutes * 60.0
     start = time.time() - state["elapsed_s"]
-    last_eval, window_tokens, window_start, step_in_run = time.time(), 0, time.time(), 0
+    # -inf: evaluate before the first step too, so every curve starts at the untrained loss.
+    last_eval, window_tokens, window_start, step_in_run = float("-inf"), 0, time.time(), 0
     train_loss = float("nan")
 
     for batch in loader:

@@ -1,0 +1,65 @@
+"""Fitting a long document into a model's context, and the text-level stop rules.
+
+Both engines keep the text nearest the cursor: the end of the prefix and the start of the
+suffix, the suffix getting at most a third of the room (what precedes the cursor predicts the
+completion better than what follows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+CHARS_PER_TOKEN_GUESS = 4.0
+SUFFIX_SHARE = 3  # the suffix gets at most 1/SUFFIX_SHARE of the room
+
+
+def clip_text(prefix: str, suffix: str, max_chars: int) -> tuple[str, str]:
+    """Cut the prefix on the left and the suffix on the right to max_chars in total."""
+    keep_suffix = min(len(suffix), max(max_chars // SUFFIX_SHARE, max_chars - len(prefix)))
+    keep_prefix = min(len(prefix), max_chars - keep_suffix)
+    clipped_prefix = prefix[len(prefix) - keep_prefix:]
+    if keep_prefix < len(prefix) and "\n" in clipped_prefix:
+        clipped_prefix = clipped_prefix[clipped_prefix.index("\n") + 1:]  # start on a line
+    return clipped_prefix, suffix[:keep_suffix]
+
+
+def fit_to_tokens(prefix: str, suffix: str, budget: int,
+                  count: Callable[[str, str], int]) -> tuple[str, str]:
+    """Clip until count(prefix, suffix) <= budget tokens; starts from a character guess, so
+    tokenizing a multi-megabyte file never happens."""
+    max_chars = int(budget * CHARS_PER_TOKEN_GUESS)
+    while True:
+        p, s = clip_text(prefix, suffix, max_chars)
+        n = count(p, s)
+        if n <= budget or max_chars <= 16:
+            return p, s
+        max_chars = int(max_chars * budget / n * 0.95)
+
+
+def first_code_line(suffix: str) -> str:
+    """The first non-blank line of the suffix after the cursor's own line, stripped."""
+    for line in suffix.split("\n")[1:]:
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> tuple[str, bool]:
+    """(text cut to the request's shape, whether decoding can stop now).
+
+    Single-line: up to the first newline. Multi-line: at most max_lines lines, and nothing
+    from the line that repeats the suffix's next line of code on (the model ran into the suffix).
+    """
+    if not multiline:
+        if "\n" in text:
+            return text.split("\n", 1)[0], True
+        return text, False
+    lines = text.split("\n")
+    complete_lines = lines[:-1]  # the last one may still grow
+    anchor = first_code_line(suffix) if suffix.split("\n", 1)[0].strip() == "" else ""
+    for i, line in enumerate(complete_lines):
+        if anchor and line.strip() == anchor:
+            return "\n".join(lines[:i]).rstrip(" \t"), True
+    if len(complete_lines) >= max_lines:
+        return "\n".join(lines[:max_lines]), True
+    return text, False

@@ -1,0 +1,41 @@
+"""`infill train export`: training checkpoints -> the shipped default models.
+
+Each shipped model is a standard HF folder (config, one bf16 safetensors file, tokenizer), so
+it loads through exactly the code path of a real checkpoint. The config records the context
+length the model was trained on (`infill_context`), which the engines respect.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedTokenizerFast
+
+from infill.models.loading import DEFAULT_DIR
+
+BUDGET_BYTES = 48 * 1024 * 1024
+ROLES = {"target": ("ar", AutoModelForCausalLM), "draft": ("ar", AutoModelForCausalLM),
+         "diffusion": ("diffusion", AutoModelForMaskedLM)}
+
+
+def export(work_dir: Path, out_dir: Path = DEFAULT_DIR) -> dict:
+    sizes = {}
+    for role, (_, loader) in ROLES.items():
+        checkpoint = work_dir / role / "checkpoint"
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        model = loader.from_pretrained(str(checkpoint), dtype=torch.bfloat16)
+        model.config.infill_context = state["config"]["seq_len"]
+        target = out_dir / role
+        target.mkdir(parents=True, exist_ok=True)
+        for old in target.glob("*.safetensors*"):
+            old.unlink()
+        model.save_pretrained(str(target), max_shard_size="1GB")
+        PreTrainedTokenizerFast.from_pretrained(str(checkpoint)).save_pretrained(str(target))
+        (target / "generation_config.json").unlink(missing_ok=True)
+        sizes[role] = sum(p.stat().st_size for p in target.glob("*.safetensors"))
+    total = sum(sizes.values())
+    if total > BUDGET_BYTES:
+        raise SystemExit(f"shipped weights are {total / 2**20:.1f} MiB, over the 48 MiB budget")
+    return {"bytes": sizes, "total_mib": round(total / 2**20, 2)}

@@ -1,0 +1,98 @@
+"""`infill train heldout`: exact match on held-out single-line infill tasks (MODELS.md).
+
+A task is a random non-blank line of a held-out file: the prefix is everything before the line,
+the suffix everything after it (starting with the line's newline), and the line itself, with its
+indentation, is the gap. A completion, as the engine returns it, is an exact match when it equals
+the line up to trailing whitespace.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from infill.train import corpus
+
+
+@dataclass(frozen=True)
+class LineTask:
+    path: str
+    line_no: int  # 1-based
+    prefix: str
+    suffix: str
+    expected: str
+
+
+def line_tasks(files: list[corpus.SourceFile], count: int, seed: int = 0) -> list[LineTask]:
+    """count tasks, files drawn in proportion to their number of code lines."""
+    rng = random.Random(seed)
+    candidates = []
+    for f in files:
+        lines = f.text.split("\n")
+        candidates += [(f, i) for i, line in enumerate(lines) if line.strip() and i > 0]
+    tasks = []
+    for f, i in rng.sample(candidates, min(count, len(candidates))):
+        lines = f.text.split("\n")
+        prefix = "\n".join(lines[:i]) + "\n"
+        suffix = "\n" + "\n".join(lines[i + 1:])
+        tasks.append(LineTask(f.path, i + 1, prefix, suffix, lines[i]))
+    return tasks
+
+
+def heldout_files(data_dir: Path | None) -> list[corpus.SourceFile]:
+    if data_dir is not None:
+        return corpus.read_jsonl(data_dir / "heldout.jsonl")
+    return corpus.collect(packages=corpus.HELD_OUT_PACKAGES)
+
+
+def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
+    from rapidfuzz.distance import Levenshtein
+
+    from infill.request import InfillRequest
+
+    exact, similarity, ms, forwards, tokens = 0, [], [], [], []
+    for task in tasks:
+        request = InfillRequest(prefix=task.prefix, suffix=task.suffix, path=task.path,
+                                engine=engine, max_tokens=48)
+        c = engines.complete(request)[0]
+        exact += c.text.rstrip() == task.expected.rstrip()
+        similarity.append(Levenshtein.normalized_similarity(c.text.rstrip(), task.expected.rstrip()))
+        ms.append(c.ms)
+        forwards.append(c.forwards)
+        tokens.append(c.tokens)
+    return {"engine": engine, "tasks": len(tasks), "exact_match": exact / max(1, len(tasks)),
+            "edit_similarity": statistics.fmean(similarity) if similarity else 0.0,
+            "median_ms": statistics.median(ms) if ms else 0.0,
+            "mean_forwards": statistics.fmean(forwards) if forwards else 0.0,
+            "mean_tokens": statistics.fmean(tokens) if tokens else 0.0}
+
+
+def run(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from infill.engines import Engines, ModelConfig
+
+    files = heldout_files(args.data)
+    tasks = line_tasks(files, args.tasks)
+    folder = args.models
+    config = ModelConfig(device=args.device,
+                         target=str(folder / "target") if folder else None,
+                         diffusion=str(folder / "diffusion") if folder else None)
+    engines = Engines(config)
+    chosen = ("speculative", "diffusion") if args.engine == "both" else (args.engine,)
+    results = [evaluate(engines, tasks, e) for e in chosen]
+    table = Table(title=f"held-out single-line infill: {len(tasks)} tasks from {len(files)} files "
+                        f"of {', '.join(sorted({f.package for f in files}))}")
+    for column in ("engine", "exact match", "edit similarity", "median ms", "forwards", "tokens"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r["engine"], f"{100 * r['exact_match']:.1f}%", f"{r['edit_similarity']:.3f}",
+                      f"{r['median_ms']:.0f}", f"{r['mean_forwards']:.1f}", f"{r['mean_tokens']:.1f}")
+    Console(width=140).print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"files": len(files), "results": results}, indent=2))
+    return 0

@@ -1,0 +1,68 @@
+"""The `infill` command: completions from the shipped models, clear errors on bad input."""
+
+import json
+
+import pytest
+
+from infill.cli import EXAMPLE, main, split_at
+
+SPECIAL = ("<|end|>", "<|pad|>", "<|mask|>", "<|prefix|>", "<|suffix|>", "<|middle|>")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_split_at_uses_one_based_lines_and_columns():
+    assert split_at("ab\ncd", 2, 2) == ("ab\nc", "d")
+    assert split_at("ab\ncd", 1, 3) == ("ab", "\ncd")
+
+
+@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
+def test_complete_json_from_each_engine(capsys, engine):
+    code, out, _ = run(capsys, "complete", str(EXAMPLE), "--line", "12", "--col", "38",
+                       "--engine", engine, "--json", "--device", "cpu")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) >= {"completion", "engine", "model", "tokens", "forwards", "ms"}
+    assert result["engine"] == engine and result["forwards"] >= 1
+    assert result["model"].startswith("infill-default/")
+    assert not any(token in result["completion"] for token in SPECIAL)
+
+
+def test_demo_prints_both_engines(capsys):
+    code, out, _ = run(capsys, "demo", "--device", "cpu")
+    assert code == 0
+    assert "speculative" in out and "diffusion" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["complete", "/no/such/file.py", "--line", "1", "--col", "1"], "no such file"),
+    (["complete", str(EXAMPLE), "--line", "999", "--col", "1"], "outside the file"),
+    (["complete", str(EXAMPLE), "--line", "1", "--col", "999"], "outside line 1"),
+    (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--max-tokens", "0"], "max_tokens"),
+    (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--target", "/no/model"],
+     "does not exist"),
+    (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--engine", "diffusion",
+      "--diffusion", str(EXAMPLE.parent)], "no config.json"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("infill: error:") and message in err
+    assert err.count("\n") == 1
+
+
+def test_unknown_engine_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--engine", "magic"])
+    assert exit_info.value.code == 2
+
+
+def test_not_utf8_file(capsys, tmp_path):
+    path = tmp_path / "binary.py"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = run(capsys, "complete", str(path), "--line", "1", "--col", "1")
+    assert code == 2 and "not UTF-8" in err

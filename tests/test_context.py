@@ -1,0 +1,39 @@
+from infill.context import clip_text, cut_completion, first_code_line, fit_to_tokens
+
+
+def test_clip_keeps_text_nearest_the_cursor_and_starts_on_a_line():
+    prefix = "".join(f"line{i}\n" for i in range(100))
+    suffix = "".join(f"after{i}\n" for i in range(100))
+    p, s = clip_text(prefix, suffix, 120)
+    assert prefix.endswith(p) and suffix.startswith(s)
+    assert p.startswith("line") and len(p) + len(s) <= 120
+    assert len(s) >= 120 // 3
+
+
+def test_clip_gives_a_short_prefix_room_to_the_suffix():
+    p, s = clip_text("x = ", "y" * 500, 100)
+    assert p == "x = " and len(s) == 96
+
+
+def test_fit_to_tokens_meets_the_budget():
+    count = lambda p, s: len(p) + len(s)  # one token per character
+    p, s = fit_to_tokens("a\n" * 5000, "b\n" * 5000, 300, count)
+    assert count(p, s) <= 300
+
+
+def test_single_line_stops_at_the_newline():
+    assert cut_completion("return x\n    y", "", False, 16) == ("return x", True)
+    assert cut_completion("return x", "", False, 16) == ("return x", False)
+
+
+def test_multi_line_stops_where_it_runs_into_the_suffix():
+    suffix = "\n    return total\n"
+    assert first_code_line(suffix) == "return total"
+    text = "    total = sum(xs)\n    return total\n"
+    assert cut_completion(text, suffix, True, 16) == ("    total = sum(xs)", True)
+
+
+def test_multi_line_is_capped_in_lines():
+    text = "".join(f"a{i}\n" for i in range(20))
+    cut, stop = cut_completion(text, "", True, 4)
+    assert stop and cut.count("\n") == 3

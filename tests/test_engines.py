@@ -1,0 +1,93 @@
+"""Both engines on the shipped models, through the public `infill.complete` path."""
+
+import threading
+
+import pytest
+
+import infill
+from infill.engines import Engines, ModelConfig
+from infill.request import CancelToken
+
+PREFIX = "def mean(values):\n    total = sum(values)\n    return "
+SUFFIX = "\n\n\ndef variance(values):\n    m = mean(values)\n"
+
+
+@pytest.fixture(scope="module")
+def engines():
+    return Engines(ModelConfig(device="cpu"))
+
+
+def special_tokens(engines):
+    tok = engines.ar.tokenizer
+    return [t for t in tok.all_special_tokens] + ["<|prefix|>", "<|suffix|>", "<|middle|>"]
+
+
+@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
+def test_greedy_is_deterministic_and_clean(engines, engine):
+    request = lambda: infill.InfillRequest(prefix=PREFIX, suffix=SUFFIX, engine=engine,
+                                           max_tokens=16, language="python")
+    first, second = engines.complete(request())[0], engines.complete(request())[0]
+    assert first.text == second.text
+    assert first.engine == engine and first.forwards >= 1
+    assert not any(t in first.text for t in special_tokens(engines))
+    assert "\n" not in first.text  # a cursor with code on the next line: one line
+
+
+@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
+def test_sampling_is_reproducible_with_a_seed(engines, engine):
+    def sample(seed):
+        return engines.complete(infill.InfillRequest(
+            prefix=PREFIX, suffix=SUFFIX, engine=engine, max_tokens=12, temperature=1.0,
+            seed=seed))[0].text
+
+    assert sample(3) == sample(3)
+
+
+@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
+def test_a_cancelled_request_raises(engines, engine):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(infill.Cancelled):
+        engines.complete(infill.InfillRequest(prefix=PREFIX, suffix=SUFFIX, engine=engine,
+                                              cancel=token))
+
+
+def test_cancel_from_another_thread_stops_a_running_decode(engines):
+    token = CancelToken()
+    steps = []
+    original = engines.ar.model.forward
+
+    def counting_forward(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 3:
+            threading.Thread(target=token.cancel).start()
+        return original(*args, **kwargs)
+
+    engines.ar.model.forward = counting_forward
+    try:
+        with pytest.raises(infill.Cancelled):
+            engines.complete(infill.InfillRequest(prefix=PREFIX, suffix="", engine="speculative",
+                                                  max_tokens=64, multiline=True, cancel=token))
+    finally:
+        del engines.ar.model.forward
+    assert len(steps) <= 5
+
+
+def test_a_long_file_is_windowed_to_the_context(engines):
+    prefix = "".join(f"x{i} = {i}\n" for i in range(20000))
+    c = engines.complete(infill.InfillRequest(prefix=prefix, suffix="", engine="speculative",
+                                              max_tokens=8))[0]
+    assert c.forwards >= 1
+
+
+def test_empty_prefix_and_suffix(engines):
+    for engine in ("speculative", "diffusion"):
+        c = engines.complete(infill.InfillRequest(prefix="", suffix="", engine=engine,
+                                                  max_tokens=8))[0]
+        assert isinstance(c.text, str)
+
+
+def test_auto_routes_by_the_text_after_the_cursor(engines):
+    inside = engines.complete(infill.InfillRequest(prefix="print(", suffix=")\n", max_tokens=8))
+    at_end = engines.complete(infill.InfillRequest(prefix="x = ", suffix="\n", max_tokens=8))
+    assert inside[0].engine == "diffusion" and at_end[0].engine == "speculative"
