@@ -9,9 +9,13 @@ from dataclasses import dataclass
 
 from infill import autoregressive, syntax
 from infill.diffusion import engine as diffusion_engine
-from infill.models.loading import ARModel, DiffusionModel, load_ar, load_diffusion
+from infill.models.loading import (DEFAULT_MODELS, ARModel, DiffusionModel, load_ar,
+                                   load_diffusion)
 from infill.request import Completion, InfillRequest
 from infill.router import choose_engine
+from speculative.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
+
+DRAFTERS = ("combined", "model", "ngram", "none")
 
 
 @dataclass
@@ -21,33 +25,67 @@ class ModelConfig:
     target: str | None = None
     draft: str | None = None
     diffusion: str | None = None
+    drafter: str = "combined"  # one of DRAFTERS: what proposes tokens for the AR target
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None: a GPU when there is one
     dtype: str | None = None
     fim_format: str | None = None  # override the detected AR prompt format
     diffusion_family: str | None = None  # override the detected diffusion family
     trust_remote_code: bool = False  # LLaDA / Dream ship their own modelling code
 
+    def __post_init__(self):
+        if self.drafter not in DRAFTERS:
+            raise ValueError(f"unknown drafter {self.drafter!r}: use one of {', '.join(DRAFTERS)}")
+
 
 class Engines:
-    """Loads each model on first use (thread-safe) and serves completions."""
+    """Loads each model on first use and serves completions; one completion at a time per
+    engine, since each owns a KV cache that the next request reuses."""
 
     def __init__(self, config: ModelConfig | None = None):
         self.config = config or ModelConfig()
-        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._run_locks = {"speculative": threading.Lock(), "diffusion": threading.Lock()}
         self._ar: ARModel | None = None
+        self._draft: ARModel | None = None
         self._diffusion: DiffusionModel | None = None
+        self._drafter = None
 
     @property
     def ar(self) -> ARModel:
-        with self._lock:
+        with self._load_lock:
             if self._ar is None:
                 c = self.config
                 self._ar = load_ar(c.target, c.device, c.dtype, c.fim_format, c.trust_remote_code)
             return self._ar
 
+    def _draft_path(self):
+        """The draft model: the one named, else the shipped one when the target is shipped too
+        (a draft must share the target's tokenizer), else none."""
+        if self.config.draft:
+            return self.config.draft
+        return None if self.config.target else DEFAULT_MODELS["draft"]
+
+    @property
+    def drafter(self):
+        """None, an n-gram drafter, the draft model, or both (the n-gram draft when it finds one)."""
+        kind = self.config.drafter
+        if kind == "none":
+            return None
+        with self._load_lock:
+            if self._drafter is None:
+                c, ngram, path = self.config, NgramDrafter(), self._draft_path()
+                if kind == "ngram" or path is None:
+                    self._drafter = ngram
+                else:
+                    self._draft = load_ar(path, c.device, c.dtype, c.fim_format,
+                                          c.trust_remote_code)
+                    model = ModelDrafter(self._draft.model, p_min=0.3)
+                    self._drafter = model if kind == "model" else CombinedDrafter(ngram, model)
+            return self._drafter
+
     @property
     def diffusion(self) -> DiffusionModel:
-        with self._lock:
+        with self._load_lock:
             if self._diffusion is None:
                 c = self.config
                 self._diffusion = load_diffusion(c.diffusion, c.device, c.dtype,
@@ -60,15 +98,18 @@ class Engines:
         if multiline is None:
             multiline = syntax.is_multiline_position(request.prefix, request.suffix,
                                                      request.language, request.path)
-        start = time.perf_counter()
-        if engine == "diffusion":
-            model_name = self.diffusion.name
-            text, tokens, forwards = diffusion_engine.generate(self.diffusion, request, multiline)
-        else:
-            model_name = self.ar.name
-            text, tokens, forwards = autoregressive.generate(self.ar, request, multiline)
-        checked = syntax.guard(request.prefix, request.suffix, text, request.language,
-                               request.path, multiline=multiline)
-        ms = (time.perf_counter() - start) * 1000
+        with self._run_locks[engine]:
+            start = time.perf_counter()
+            if engine == "diffusion":
+                model_name = self.diffusion.name
+                text, tokens, forwards = diffusion_engine.generate(self.diffusion, request, multiline)
+            else:
+                ar, drafter = self.ar, self.drafter
+                model_name = ar.name
+                text, result = autoregressive.generate(ar, request, multiline, drafter)
+                tokens, forwards = len(result.tokens), result.forwards
+            checked = syntax.guard(request.prefix, request.suffix, text, request.language,
+                                   request.path, multiline=multiline)
+            ms = (time.perf_counter() - start) * 1000
         return [Completion(checked.text, engine, model_name, tokens, forwards, ms,
                            valid=checked.valid, truncated=checked.truncated)]

@@ -1,68 +1,102 @@
-"""Autoregressive decoding over a KV cache: prefill once, then one token per forward.
+"""Autoregressive decoding with optional speculation, over a prefix-reusing KV cache.
 
-A decoding library: it takes a model, token ids and stop conditions, and knows nothing of
-editors or files. `stop_rule` lets the caller end decoding on text-level conditions (a newline
-in single-line mode, running into the suffix) without this module knowing about text.
+A decoding library: it takes a model, token ids, a drafter and stop conditions, and knows
+nothing of editors or files. `stop_rule` lets the caller end decoding on text-level conditions
+(a newline in single-line mode, running into the suffix).
+
+Each round feeds the pending token and the draft to the target in one forward, accepts a prefix
+of the draft by the exact rule (`sampling.accept_drafts`) and rolls the cache back to what was
+accepted. Without a drafter a round is one plain decoding step, so plain and speculative
+decoding share every line but the draft.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from speculative.cache import PrefixKV
+from speculative.drafters import AdaptiveLength, Draft
+from speculative.sampling import accept_drafts, draw, probabilities
+
 
 class Cancelled(Exception):
-    """The caller's cancel check fired between two decoding steps."""
+    """The caller's cancel check fired between two decoding rounds."""
 
 
 @dataclass
 class DecodeResult:
     tokens: list[int]
-    forwards: int
+    forwards: int  # target forwards, the prefill included
     stopped_by: str  # "stop_token", "stop_rule", "max_tokens"
+    drafted: int = 0
+    accepted: int = 0
+    draft_forwards: int = 0
+    reused_prompt_tokens: int = 0
+    accepted_per_round: list[int] = field(default_factory=list)
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
 
 
-def sample(logits: torch.Tensor, temperature: float, top_p: float,
-           generator: torch.Generator | None) -> int:
-    """Greedy at temperature 0; otherwise nucleus sampling in fp32."""
-    if temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        keep = sorted_probs.cumsum(-1) - sorted_probs < top_p
-        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-    return int(torch.multinomial(probs, 1, generator=generator))
+class Decoder:
+    """Owns the target's KV cache, so consecutive calls reuse the shared prompt prefix."""
 
+    def __init__(self, model):
+        self.kv = PrefixKV(model)
 
-@torch.inference_mode()
-def decode(model, prompt_ids: list[int], *, max_new_tokens: int, stop_ids: set[int],
-           temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-           stop_rule: Callable[[list[int]], bool] | None = None,
-           is_cancelled: Callable[[], bool] | None = None) -> DecodeResult:
-    from transformers import DynamicCache
-
-    device = next(model.parameters()).device
-    generator = None
-    if temperature > 0:
-        generator = torch.Generator(device="cpu").manual_seed(seed if seed is not None else 0)
-    cache = DynamicCache()
-    inputs = torch.tensor([prompt_ids], device=device)
-    tokens: list[int] = []
-    forwards = 0
-    while True:
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[int], *, max_new_tokens: int, stop_ids: set[int],
+                 drafter=None, draft_length=None, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None, stop_rule: Callable[[list[int]], bool] | None = None,
+                 is_cancelled: Callable[[], bool] | None = None) -> DecodeResult:
+        greedy = temperature <= 0
+        generator = torch.Generator().manual_seed(seed if seed is not None else 0)
+        lengths = draft_length or AdaptiveLength()
         if is_cancelled and is_cancelled():
             raise Cancelled()
-        logits = model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1]
-        forwards += 1
-        token = sample(logits.cpu(), temperature, top_p, generator)
-        if token in stop_ids:
-            return DecodeResult(tokens, forwards, "stop_token")
-        tokens.append(token)
-        if stop_rule and stop_rule(tokens):
-            return DecodeResult(tokens, forwards, "stop_rule")
-        if len(tokens) >= max_new_tokens:
-            return DecodeResult(tokens, forwards, "max_tokens")
-        inputs = torch.tensor([[token]], device=device)
+        logits, reused = self.kv.prefill(prompt_ids)
+        first = probabilities(logits, temperature, top_p)
+        pending = int(first.argmax()) if greedy else draw(first, generator)
+        result = DecodeResult([], 1, "max_tokens", reused_prompt_tokens=reused)
+        while True:
+            if pending in stop_ids:
+                result.stopped_by = "stop_token"
+                return result
+            result.tokens.append(pending)
+            if stop_rule and stop_rule(result.tokens):
+                result.stopped_by = "stop_rule"
+                return result
+            if len(result.tokens) >= max_new_tokens:
+                return result
+            if is_cancelled and is_cancelled():
+                raise Cancelled()
+            room = max_new_tokens - len(result.tokens)
+            draft = Draft([], None)
+            if drafter is not None:
+                draft = drafter.propose(prompt_ids + result.tokens, min(lengths.k, room),
+                                        temperature, top_p, generator)
+            logits = self.kv.feed([pending] + draft.tokens)
+            result.forwards += 1
+            p = probabilities(logits, temperature, top_p)
+            n, pending = accept_drafts(p, draft.tokens, draft.q, generator, greedy)
+            self.kv.rollback(len(prompt_ids) + len(result.tokens) + n)
+            if drafter is not None:
+                lengths.update(len(draft.tokens), n)
+                result.drafted += len(draft.tokens)
+                result.accepted += n
+                result.draft_forwards += draft.forwards
+                result.accepted_per_round.append(n)
+            for token in draft.tokens[:n]:
+                if token in stop_ids:
+                    result.stopped_by = "stop_token"
+                    return result
+                result.tokens.append(token)
+                if stop_rule and stop_rule(result.tokens):
+                    result.stopped_by = "stop_rule"
+                    return result
+                if len(result.tokens) >= max_new_tokens:
+                    return result

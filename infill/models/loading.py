@@ -34,6 +34,7 @@ class ARModel:
     stop_ids: set[int]
     name: str
     context: int  # prompt + completion tokens the model handles well
+    decoder: object = None  # speculative.decode.Decoder, made on first use (holds the KV cache)
 
     @property
     def device(self) -> torch.device:
