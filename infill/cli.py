@@ -120,6 +120,30 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from lsp_server.options import MODEL_FIELDS, ServerOptions
+    from lsp_server.server import serve
+
+    if args.tcp and not args.tcp.rpartition(":")[2].isdigit():
+        raise UsageError(f"--tcp {args.tcp}: use HOST:PORT, e.g. 127.0.0.1:7777")
+    # The command line's model options are the defaults; initializationOptions override them.
+    config = model_config(args)
+    defaults = ServerOptions(**{name: getattr(config, name) for name in MODEL_FIELDS})
+    return serve(tcp=args.tcp, defaults=defaults, log_file=args.log_file, verbose=args.verbose)
+
+
+def cmd_batch(args) -> int:
+    from infill import batch
+
+    return batch.run(args, model_config(args))
+
+
+def cmd_eval(args) -> int:
+    from infill import evaluate
+
+    return evaluate.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from infill.train import cli as train_cli
 
@@ -142,6 +166,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_request_options(demo)
     add_model_options(demo)
     demo.set_defaults(run=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks: print a table, write JSON")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    from infill.bench import diffusion as bench_diffusion
+    from infill.bench import speculative as bench_speculative
+
+    bench_speculative.add_parser(bench_sub)
+    bench_diffusion.add_parser(bench_sub)
+    from infill import batch as bench_batch
+
+    bench_batch.add_bench_parser(bench_sub)
+
+    serve = sub.add_parser("serve", help="the language server (stdio unless --tcp)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument("--log-file", help="write the server's log here (default: stderr)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every message")
+    add_model_options(serve)
+    serve.set_defaults(run=cmd_serve)
+
+    from infill import batch as batch_cli
+    from infill import evaluate as eval_cli
+
+    batch = sub.add_parser("batch", help="fill every task of a JSONL file (resumable, batched)")
+    batch_cli.add_arguments(batch)
+    add_request_options(batch)
+    add_model_options(batch)
+    batch.set_defaults(run=cmd_batch)
+
+    evaluate = sub.add_parser("eval", help="score `infill batch` output: pass@k, exact match, ...")
+    eval_cli.add_arguments(evaluate)
+    evaluate.set_defaults(run=cmd_eval)
 
     train_cli.add_parser(sub)
     return parser

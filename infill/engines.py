@@ -96,8 +96,8 @@ class Engines:
         engine = choose_engine(request)
         multiline = request.multiline
         if multiline is None:
-            multiline = syntax.is_multiline_position(request.prefix, request.suffix,
-                                                     request.language, request.path)
+            language = syntax.language_for(request.language, request.path)
+            multiline = syntax.is_multiline_position(request.prefix, request.suffix, language)
         with self._run_locks[engine]:
             start = time.perf_counter()
             if engine == "diffusion":

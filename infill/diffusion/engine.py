@@ -1,6 +1,13 @@
-"""The diffusion engine: canvas = prefix + masks + suffix, denoised, surplus collapsed."""
+"""The diffusion engine: canvas = prefix + masks + suffix, denoised, surplus collapsed.
+
+The gap length is unknown, so the canvas gets more masks than a line (or a few lines) needs;
+the shipped model was trained to fill the surplus with pad tokens (`collapse` ids), which are
+dropped. `DiffusionSettings` holds the knobs the benchmark compares.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -10,12 +17,19 @@ from infill.diffusion.sampler import denoise
 from infill.models.loading import DiffusionModel
 from infill.request import InfillRequest
 
-SINGLE_LINE_GAP = 24  # masks for a single line; the surplus collapses into pad tokens
-MULTI_LINE_GAP = 64
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    single_line_gap: int = 24  # masks for a single line
+    multi_line_gap: int = 64
+    steps: int | None = None  # fixed schedule; None with no threshold: one token per forward
+    threshold: float | None = None  # commit every prediction this confident (parallel decoding)
+    collapse: bool = True  # a committed pad fills the rest of the gap
 
 
-def gap_size(request: InfillRequest, multiline: bool) -> int:
-    return min(request.max_tokens, MULTI_LINE_GAP if multiline else SINGLE_LINE_GAP)
+def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:
+    return min(request.max_tokens,
+               settings.multi_line_gap if multiline else settings.single_line_gap)
 
 
 def encode(dm: DiffusionModel, text: str) -> list[int]:
@@ -33,14 +47,25 @@ def build_canvas(dm: DiffusionModel, prefix: str, suffix: str, gap: int) -> tupl
     return before + [dm.mask_id] * gap + encode(dm, suffix), len(before)
 
 
+def collapse_id(dm: DiffusionModel) -> int | None:
+    """The token the model fills a gap's surplus with: pad if it has one, else EOS."""
+    pad = dm.tokenizer.pad_token_id
+    if pad in dm.collapse_ids:
+        return pad
+    return min(dm.collapse_ids) if dm.collapse_ids else None
+
+
 def generate(dm: DiffusionModel, request: InfillRequest, multiline: bool,
-             steps: int | None = None) -> tuple[str, int, int]:
-    """(completion text, tokens kept in the gap, forwards)."""
-    gap = gap_size(request, multiline)
+             settings: DiffusionSettings = DiffusionSettings(),
+             gap: int | None = None) -> tuple[str, int, int]:
+    """(completion text, tokens kept in the gap, forwards). `gap` fixes the number of masks
+    (the benchmark's oracle length); by default it comes from the settings."""
+    gap = gap or gap_size(request, multiline, settings)
     canvas, start = build_canvas(dm, request.prefix, request.suffix, gap)
     filled, forwards = denoise(
         dm.model, torch.tensor([canvas], device=dm.device), start, start + gap,
-        mask_id=dm.mask_id, steps=steps or gap, banned_ids=dm.banned_ids,
+        mask_id=dm.mask_id, steps=settings.steps, threshold=settings.threshold,
+        banned_ids=dm.banned_ids, collapse_id=collapse_id(dm) if settings.collapse else None,
         shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
         is_cancelled=lambda: request.cancel.cancelled)
     kept = [t for t in filled[0].tolist() if t not in dm.collapse_ids]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from speculative.fim import FORMATS, FimFormat, detect_format, stop_ids
+from speculative.fim import FORMATS, FimFormat, control_token_ids, detect_format, stop_ids
 
 hf_logging.disable_progress_bar()  # a completion server's log is no place for progress bars
 
@@ -92,7 +92,17 @@ def _source(path: str | os.PathLike) -> str:
         return str(folder)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise ModelError(f"model folder {text} does not exist")
-    return text  # "org/name": resolved offline from the HF cache
+    # "org/name": resolved offline from the HF cache, so it must be there.
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(text, "config.json")
+    except Exception:  # not a valid repo id either
+        cached = None
+    if not isinstance(cached, str):
+        raise ModelError(f"{text} is neither a model folder nor a model in the local Hugging Face "
+                         "cache; download it there first, or give the model's folder")
+    return text
 
 
 def _load(what: str, path, loader, **kwargs):
@@ -106,10 +116,63 @@ def _load(what: str, path, loader, **kwargs):
         raise ModelError(f"cannot load {what} from {path}: {reason[:300]}") from exc
 
 
-def load_tokenizer(path):
-    from transformers import AutoTokenizer
+def load_tokenizer(path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    return _load("tokenizer", path, AutoTokenizer.from_pretrained)
+    if _byte_level_declared_as_llama(path):
+        # DeepSeek-Coder declares LlamaTokenizerFast but ships a byte-level tokenizer.json.
+        # transformers before ~5.2x then builds its SentencePiece-style Llama tokenizer, which
+        # drops every space and newline of the code; the tokenizer.json is used as it is.
+        return _load("tokenizer", path, PreTrainedTokenizerFast.from_pretrained)
+    # trust_remote_code is always passed as a bool: left at None, transformers asks
+    # "Do you wish to run the custom code? [y/N]" on stdout and reads the answer from stdin,
+    # which for the LSP server is the protocol stream.
+    return _load("tokenizer", path, AutoTokenizer.from_pretrained,
+                 trust_remote_code=bool(trust_remote_code))
+
+
+def _byte_level_declared_as_llama(path) -> bool:
+    import json
+
+    from transformers.utils import cached_file
+
+    try:
+        source = _source(path)
+        files = [cached_file(source, name, local_files_only=True,
+                             _raise_exceptions_for_missing_entries=False)
+                 for name in ("tokenizer_config.json", "tokenizer.json")]
+        if None in files:
+            return False
+        config = json.loads(Path(files[0]).read_text(encoding="utf-8"))
+        declared = str(config.get("tokenizer_class") or "")
+        if config.get("auto_map") or declared.removesuffix("Fast") != "LlamaTokenizer":
+            return False
+        pipeline = json.loads(Path(files[1]).read_text(encoding="utf-8"))
+        return "ByteLevel" in json.dumps([pipeline.get("pre_tokenizer"), pipeline.get("decoder")])
+    except Exception:  # whatever is wrong is reported by the loader itself
+        return False
+
+
+def _config_dict(path) -> dict:
+    """config.json as a dict, read without running any code the checkpoint ships."""
+    from transformers import PretrainedConfig
+
+    config, _ = _load("config", path, PretrainedConfig.get_config_dict)
+    if not isinstance(config, dict):
+        raise ModelError(f"cannot load config from {path}: config.json does not hold a JSON object")
+    return config
+
+
+def _needs_trust(path, config: dict, trust_remote_code: bool, unknown_only: bool = False) -> None:
+    """ModelError if the checkpoint ships modelling code and the user has not allowed it to run
+    (unknown_only: only where transformers has no class of its own for the model type)."""
+    from transformers import CONFIG_MAPPING
+
+    if not config.get("auto_map") or trust_remote_code:
+        return
+    if not unknown_only or config.get("model_type") not in CONFIG_MAPPING:
+        raise ModelError(f"{path} needs its own modelling code; allow it with --trust-remote-code "
+                         "(or trust_remote_code in the configuration) if you trust its source")
 
 
 def load_ar(path=None, device: str | None = None, dtype: str | None = None,
@@ -119,11 +182,16 @@ def load_ar(path=None, device: str | None = None, dtype: str | None = None,
 
     path = path or DEFAULT_MODELS["target"]
     dev = pick_device(device)
-    tokenizer = load_tokenizer(path)
+    if fim_format and fim_format not in FORMATS:
+        raise ModelError(f"unknown FIM format {fim_format!r}: use one of {', '.join(FORMATS)}")
+    _needs_trust(path, _config_dict(path), trust_remote_code, unknown_only=True)
+    tokenizer = load_tokenizer(path, trust_remote_code)
     if fim_format:
-        if fim_format not in FORMATS:
-            raise ModelError(f"unknown FIM format {fim_format!r}: use one of {', '.join(FORMATS)}")
         fmt = FORMATS[fim_format]
+        if fmt.control_ids(tokenizer) is None:
+            tokens = f"{fmt.prefix_token} {fmt.suffix_token} {fmt.middle_token}"
+            raise ModelError(f"{path}: its tokenizer has no {fmt.name} FIM tokens ({tokens}); "
+                             f"name the format that matches it ({', '.join(FORMATS)})")
     else:
         fmt = detect_format(tokenizer)
         if fmt is None:
@@ -154,25 +222,35 @@ def load_diffusion(path=None, device: str | None = None, dtype: str | None = Non
                    family: str | None = None, trust_remote_code: bool = False) -> DiffusionModel:
     """A masked-diffusion model. LLaDA and Dream ship their own modelling code, which runs
     only when the user allows it (trust_remote_code)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     path = path or DEFAULT_MODELS["diffusion"]
     dev = pick_device(device)
+    if family is not None and family not in DIFFUSION_FAMILIES:
+        raise ModelError(f"unknown diffusion family {family!r}: "
+                         f"use one of {', '.join(DIFFUSION_FAMILIES)}")
+    # Checked on the raw config.json: AutoConfig itself refuses a config whose class is custom
+    # code, with a message that does not say how to allow it here.
+    raw = _config_dict(path)
+    _needs_trust(path, raw, trust_remote_code)
     config = _load("config", path, AutoConfig.from_pretrained, trust_remote_code=trust_remote_code)
     family = family or detect_diffusion_family(config)
-    if family not in DIFFUSION_FAMILIES:
-        raise ModelError(f"unknown diffusion family {family!r}: use one of {', '.join(DIFFUSION_FAMILIES)}")
-    if getattr(config, "auto_map", None) and not trust_remote_code:
-        raise ModelError(f"{path} needs its own modelling code; allow it with --trust-remote-code "
-                         "(or trust_remote_code in the configuration) if you trust its source")
-    tokenizer = load_tokenizer(path)
-    loader = AutoModel.from_pretrained if getattr(config, "auto_map", None) else AutoModelForMaskedLM.from_pretrained
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    auto_map = raw.get("auto_map") or {}
+    if auto_map:  # the checkpoint's own class: LLaDA and Dream register it for AutoModel
+        autos = {"AutoModel": AutoModel, "AutoModelForMaskedLM": AutoModelForMaskedLM,
+                 "AutoModelForCausalLM": AutoModelForCausalLM}
+        loader = next((a for k, a in autos.items() if k in auto_map), AutoModel).from_pretrained
+    else:
+        loader = AutoModelForMaskedLM.from_pretrained
     model = _load("model", path, loader, dtype=pick_dtype(dev, dtype),
                   trust_remote_code=trust_remote_code)
     model.to(dev).eval()
     mask_id, collapse = _diffusion_tokens(family, config, tokenizer)
+    # Control tokens never go into the gap, also those a tokenizer does not mark special
+    # (Dream's tokenizer is Qwen2.5's, whose "<|fim_prefix|>" etc. are not).
     special = {i for i in tokenizer.all_special_ids if i is not None}
-    special.update(i for i, tok in tokenizer.added_tokens_decoder.items() if tok.special)
+    special.update(control_token_ids(tokenizer))
     context = getattr(config, "infill_context", None) or min(
         getattr(config, "max_position_embeddings", 4096) or 4096, 4096)
     return DiffusionModel(model, tokenizer, family, mask_id, collapse,

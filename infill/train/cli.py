@@ -16,6 +16,7 @@ def add_parser(subparsers) -> None:
     prep.add_argument("--roots", type=Path, nargs="*", help="default: this Python's stdlib and site-packages")
     prep.add_argument("--vocab", type=int, default=8192)
     prep.add_argument("--tokenizer-chars", type=int, default=60_000_000)
+    prep.add_argument("--tokenizer", type=Path, help="reuse this tokenizer instead of training one")
     prep.set_defaults(run=_prep)
 
     for kind, shapes in (("ar", ("target", "draft", "tiny")), ("diffusion", ("diffusion", "tiny"))):
@@ -56,7 +57,7 @@ def add_parser(subparsers) -> None:
 def _prep(args) -> int:
     from infill.train.prepare import prepare
 
-    print(json.dumps(prepare(args.out, args.roots, args.vocab, args.tokenizer_chars), indent=2))
+    print(json.dumps(prepare(args.out, args.roots, args.vocab, args.tokenizer_chars, args.tokenizer), indent=2))
     return 0
 
 

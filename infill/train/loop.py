@@ -8,6 +8,7 @@ same schedule as one uninterrupted run.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,6 +92,9 @@ def save_checkpoint(model, tokenizer, out: Path, state: dict) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
+    # The parent tokenizes the held-out batches before the DataLoader forks its workers; a Rust
+    # thread pool inherited across fork deadlocks the workers (seen on the GPU machine).
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)

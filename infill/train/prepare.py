@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+from transformers import PreTrainedTokenizerFast
+
 from infill.train import corpus
 from infill.train.tokenizer import save, train_tokenizer
 
@@ -24,10 +26,15 @@ def tokenizer_sample(texts: list[str], max_chars: int, seed: int = 0) -> list[st
 
 
 def prepare(out_dir: Path, roots: list[Path] | None, vocab_size: int,
-            tokenizer_chars: int) -> dict:
+            tokenizer_chars: int, tokenizer_dir: Path | None = None) -> dict:
+    """Writes the corpus split and the tokenizer (trained here, or copied from tokenizer_dir
+    to resume with the very tokenizer an earlier run trained)."""
     stats = corpus.prepare(out_dir, roots)
     train_texts = [f.text for f in corpus.read_jsonl(out_dir / "train.jsonl")]
-    tokenizer = train_tokenizer(tokenizer_sample(train_texts, tokenizer_chars), vocab_size)
+    if tokenizer_dir is not None:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    else:
+        tokenizer = train_tokenizer(tokenizer_sample(train_texts, tokenizer_chars), vocab_size)
     save(tokenizer, out_dir / "tokenizer")
     probe = tokenizer_sample(train_texts, 2_000_000, seed=1)
     n_tokens = sum(len(e.ids) for e in tokenizer.backend_tokenizer.encode_batch(probe))

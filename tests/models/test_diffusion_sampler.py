@@ -1,0 +1,189 @@
+"""The masked-diffusion sampler on fake models whose logits are known: Dream's logit shift,
+committed tokens that stay, banned ids, seeds, cancellation."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from infill.diffusion.sampler import denoise, tokens_per_step
+from speculative.decode import Cancelled
+
+VOCAB = 40
+MASK = 39
+PREFIX = [1, 2, 3]
+SUFFIX = [4, 5]
+GAP = 4
+START, END = len(PREFIX), len(PREFIX) + GAP
+
+
+def canvas() -> torch.Tensor:
+    return torch.tensor([PREFIX + [MASK] * GAP + SUFFIX])
+
+
+class PositionModel(torch.nn.Module):
+    """Logits at position i put all their weight on token 10 + i, and none on 10 + i + 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, input_ids):
+        self.calls.append(input_ids.clone())
+        b, n = input_ids.shape
+        logits = torch.zeros(b, n, VOCAB)
+        for i in range(n):
+            logits[:, i, 10 + i] = 20.0
+        return SimpleNamespace(logits=logits)
+
+
+class RandomModel(torch.nn.Module):
+    """Fresh random logits at every call (as a real model's change with the canvas), with the
+    mask id and `favoured` ids made the most likely tokens of all."""
+
+    def __init__(self, favoured=(), seed=0, batch=1):
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(seed)
+        self.favoured = list(favoured)
+        self.calls = []
+
+    def forward(self, input_ids):
+        self.calls.append(input_ids.clone())
+        logits = torch.randn(*input_ids.shape, VOCAB, generator=self.generator) * 2
+        logits[..., MASK] = 50.0
+        for i in self.favoured:
+            logits[..., i] = 40.0
+        return SimpleNamespace(logits=logits)
+
+
+class FixedModel(torch.nn.Module):
+    """The same random logits at every call: sampling is the only source of randomness."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.randn(1, len(PREFIX) + GAP + len(SUFFIX), VOCAB,
+                                  generator=torch.Generator().manual_seed(1))
+
+    def forward(self, input_ids):
+        return SimpleNamespace(logits=self.logits.clone())
+
+
+@pytest.mark.parametrize("steps", [GAP, 2, 1])
+def test_without_shift_position_i_comes_from_the_logits_at_i(steps):
+    filled, forwards = denoise(PositionModel(), canvas(), START, END, mask_id=MASK, steps=steps,
+                               shift_logits=False)
+    assert filled[0].tolist() == [10 + i for i in range(START, END)]
+    assert forwards == steps
+
+
+@pytest.mark.parametrize("steps", [GAP, 2, 1])
+def test_dream_shift_fills_position_i_from_the_logits_at_i_minus_1(steps):
+    filled, forwards = denoise(PositionModel(), canvas(), START, END, mask_id=MASK, steps=steps,
+                               shift_logits=True)
+    assert filled[0].tolist() == [10 + i - 1 for i in range(START, END)]
+    assert forwards == steps
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_shift_with_parallel_commits(shift):
+    """With a confidence threshold every confident position is committed in one forward; each
+    still comes from its own (shifted) logits."""
+    filled, forwards = denoise(PositionModel(), canvas(), START, END, mask_id=MASK,
+                               threshold=0.5, shift_logits=shift)
+    assert filled[0].tolist() == [10 + i - shift for i in range(START, END)]
+    assert forwards == 1
+
+
+def test_shift_at_the_start_of_the_canvas():
+    """A gap at position 0 has no logits before it; Dream's own code reuses position 0's."""
+    c = torch.tensor([[MASK, MASK, 4]])
+    filled, _ = denoise(PositionModel(), c, 0, 2, mask_id=MASK, steps=2, shift_logits=True)
+    assert filled[0].tolist() == [10, 10]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("steps", [GAP, 2])
+def test_committed_tokens_never_change(temperature, steps):
+    model = RandomModel(seed=3)
+    original = canvas()
+    filled, forwards = denoise(model, original, START, END, mask_id=MASK, steps=steps,
+                               temperature=temperature, seed=5)
+    assert forwards == len(model.calls) == steps
+    assert original.tolist() == canvas().tolist()  # the caller's canvas is left alone
+    states = [c[0].tolist() for c in model.calls] + [PREFIX + filled[0].tolist() + SUFFIX]
+    per_step = tokens_per_step(GAP, steps)
+    for step, (before, after) in enumerate(zip(states, states[1:])):
+        assert before[:START] == after[:START] == PREFIX and before[END:] == after[END:] == SUFFIX
+        for b, a in zip(before[START:END], after[START:END]):
+            assert b == MASK or a == b  # a committed token stays
+        newly = sum(b == MASK and a != MASK for b, a in zip(before, after))
+        assert newly == per_step[step]
+    assert MASK not in filled[0].tolist()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.5])
+def test_output_never_holds_the_mask_or_a_banned_id(temperature):
+    banned = {0, 7, 8}
+    for seed in range(4):
+        filled, _ = denoise(RandomModel(favoured=banned, seed=seed), canvas(), START, END,
+                            mask_id=MASK, steps=2, banned_ids=banned, temperature=temperature,
+                            seed=seed)
+        tokens = set(filled[0].tolist())
+        assert MASK not in tokens and not tokens & banned
+
+
+def test_a_seed_gives_the_same_sample_twice():
+    def sample(seed):
+        return denoise(FixedModel(), canvas(), START, END, mask_id=MASK, steps=2,
+                       temperature=1.0, seed=seed)[0][0].tolist()
+
+    assert sample(11) == sample(11)
+    assert len({tuple(sample(s)) for s in range(8)}) > 1  # and the seed is what varies it
+
+
+def test_greedy_ignores_the_seed():
+    def run(seed):
+        return denoise(FixedModel(), canvas(), START, END, mask_id=MASK, steps=2,
+                       temperature=0.0, seed=seed)[0][0].tolist()
+
+    assert run(1) == run(2) == run(None)
+
+
+def test_most_confident_position_is_committed_first():
+    class Confidence(torch.nn.Module):
+        def forward(self, input_ids):
+            logits = torch.zeros(*input_ids.shape, VOCAB)
+            for i, strength in zip(range(START, END), (1.0, 9.0, 3.0, 5.0)):
+                logits[:, i, 20 + i] = strength
+            self.seen = getattr(self, "seen", []) + [input_ids[0, START:END].tolist()]
+            return SimpleNamespace(logits=logits)
+
+    model = Confidence()
+    denoise(model, canvas(), START, END, mask_id=MASK, steps=GAP)
+    order = [[i for i, t in enumerate(s) if t != MASK] for s in model.seen]
+    assert order == [[], [1], [1, 3], [1, 2, 3]]
+
+
+def test_batch_rows_are_filled_independently():
+    batch = torch.cat([canvas(), canvas()])
+    filled, _ = denoise(PositionModel(), batch, START, END, mask_id=MASK, steps=2)
+    assert filled.tolist() == [[10 + i for i in range(START, END)]] * 2
+
+
+def test_cancellation_between_steps():
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) > 2
+
+    model = PositionModel()
+    with pytest.raises(Cancelled):
+        denoise(model, canvas(), START, END, mask_id=MASK, steps=GAP, is_cancelled=cancelled)
+    assert len(model.calls) == 2
+
+
+def test_tokens_per_step():
+    assert tokens_per_step(10, 4) == [3, 3, 2, 2]
+    assert tokens_per_step(4, 4) == [1, 1, 1, 1]
+    assert sum(tokens_per_step(24, 7)) == 24
