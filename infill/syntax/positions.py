@@ -1,0 +1,81 @@
+"""LSP positions <-> Python string indices.
+
+LSP counts `character` in UTF-16 code units (the default `positionEncoding`), Python indexes code
+points: every character outside the Basic Multilingual Plane (emoji, rare CJK) is one Python
+character but two UTF-16 units. Lines end at "\\n", "\\r\\n" or "\\r". Out-of-range positions are
+clamped, as the LSP spec asks, and a position between the two halves of a surrogate pair is moved to
+the start of that character: clients do send such positions, and a crash would lose the request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def utf16_len(text: str) -> int:
+    """Length of `text` in UTF-16 code units."""
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def utf16_offset_to_index(text_line: str, character: int) -> int:
+    """Python index in `text_line` of UTF-16 offset `character`, clamped to [0, len(text_line)]."""
+    if character <= 0:
+        return 0
+    if text_line.isascii():
+        return min(character, len(text_line))
+    units = 0
+    for index, ch in enumerate(text_line):
+        width = 2 if ord(ch) > 0xFFFF else 1
+        if units + width > character:
+            return index  # `character` is this character's start, or inside its surrogate pair
+        units += width
+    return len(text_line)
+
+
+def index_to_utf16_offset(text_line: str, index: int) -> int:
+    """UTF-16 offset of Python index `index` in `text_line`, clamped to the line."""
+    index = max(0, min(index, len(text_line)))
+    return utf16_len(text_line[:index])
+
+
+def line_starts(text: str) -> list[int]:
+    """Index at which each line of `text` starts (LSP line breaks: \\n, \\r\\n, \\r)."""
+    return [0] + [match.end() for match in _LINE_BREAK.finditer(text)]
+
+
+def position_to_index(text: str, line: int, character: int) -> int:
+    """Python index in `text` of the LSP position (line, UTF-16 character), clamped.
+
+    A line past the end gives len(text); a character past the line end gives the line end.
+    """
+    if line < 0:
+        return 0
+    starts = line_starts(text)
+    if line >= len(starts):
+        return len(text)
+    return starts[line] + utf16_offset_to_index(_line_text(text, starts, line), character)
+
+
+def index_to_position(text: str, index: int) -> tuple[int, int]:
+    """The LSP position (line, UTF-16 character) of Python index `index` in `text`, clamped."""
+    index = max(0, min(index, len(text)))
+    starts = line_starts(text)
+    line = bisect.bisect_right(starts, index) - 1
+    # Slicing the line without its break clamps an index between "\r" and "\n" to the line end.
+    return line, utf16_len(_line_text(text, starts, line)[: index - starts[line]])
+
+
+def split_at_position(text: str, line: int, character: int) -> tuple[str, str]:
+    """(prefix, suffix) of `text` at an LSP position: what the engines and the guard take."""
+    index = position_to_index(text, line, character)
+    return text[:index], text[index:]
+
+
+def _line_text(text: str, starts: list[int], line: int) -> str:
+    end = starts[line + 1] if line + 1 < len(starts) else len(text)
+    return text[starts[line] : end].rstrip("\r\n")
