@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from speculative.decode import Cancelled  # noqa: F401  (one exception for every engine)
+from speculative.cancel import Cancelled  # noqa: F401  (one exception for every engine)
 
 
 class CancelToken:

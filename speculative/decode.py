@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from speculative.cache import PrefixKV
+from speculative.cancel import Cancelled  # noqa: F401  (re-exported)
 from speculative.drafters import AdaptiveLength, Draft
 from speculative.sampling import accept_drafts, draw, probabilities
-
-
-class Cancelled(Exception):
-    """The caller's cancel check fired between two decoding rounds."""
 
 
 @dataclass

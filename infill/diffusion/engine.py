@@ -25,6 +25,7 @@ class DiffusionSettings:
     steps: int | None = None  # fixed schedule; None with no threshold: one token per forward
     threshold: float | None = None  # commit every prediction this confident (parallel decoding)
     collapse: bool = True  # a committed pad fills the rest of the gap
+    remask_rounds: int = 2  # syntax-guided remasking: re-denoise tokens at a new syntax error
 
 
 def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:
@@ -59,16 +60,62 @@ def generate(dm: DiffusionModel, request: InfillRequest, multiline: bool,
              settings: DiffusionSettings = DiffusionSettings(),
              gap: int | None = None) -> tuple[str, int, int]:
     """(completion text, tokens kept in the gap, forwards). `gap` fixes the number of masks
-    (the benchmark's oracle length); by default it comes from the settings."""
+    (the benchmark's oracle length); by default it comes from the settings.
+
+    Syntax-guided remasking: when the filled gap introduces a tree-sitter error, the tokens it
+    touches are masked again and denoised once more (at most `remask_rounds` times), the rest
+    of the gap kept as context."""
     gap = gap or gap_size(request, multiline, settings)
-    canvas, start = build_canvas(dm, request.prefix, request.suffix, gap)
-    filled, forwards = denoise(
-        dm.model, torch.tensor([canvas], device=dm.device), start, start + gap,
-        mask_id=dm.mask_id, steps=settings.steps, threshold=settings.threshold,
-        banned_ids=dm.banned_ids, collapse_id=collapse_id(dm) if settings.collapse else None,
-        shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
-        is_cancelled=lambda: request.cancel.cancelled)
-    kept = [t for t in filled[0].tolist() if t not in dm.collapse_ids]
-    text = dm.tokenizer.decode(kept, skip_special_tokens=True)
+    canvas_ids, start = build_canvas(dm, request.prefix, request.suffix, gap)
+    canvas = torch.tensor([canvas_ids], device=dm.device)
+    forwards, rounds = 0, 0
+    while True:
+        filled, n = denoise(
+            dm.model, canvas, start, start + gap, mask_id=dm.mask_id, steps=settings.steps,
+            threshold=settings.threshold, banned_ids=dm.banned_ids,
+            collapse_id=collapse_id(dm) if settings.collapse else None,
+            shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
+            is_cancelled=lambda: request.cancel.cancelled)
+        forwards += n
+        canvas[0, start:start + gap] = filled[0]
+        gap_tokens = filled[0].tolist()
+        kept_at = [i for i, t in enumerate(gap_tokens) if t not in dm.collapse_ids]
+        kept = [gap_tokens[i] for i in kept_at]
+        text = dm.tokenizer.decode(kept, skip_special_tokens=True)
+        if rounds >= settings.remask_rounds:
+            break
+        broken = tokens_at_new_errors(dm, request, text, kept)
+        if not broken:
+            break
+        for k in broken:
+            canvas[0, start + kept_at[k]] = dm.mask_id
+        rounds += 1
     text, _ = cut_completion(text, request.suffix, multiline, MAX_LINES)
     return text, len(kept), forwards
+
+
+def tokens_at_new_errors(dm: DiffusionModel, request: InfillRequest, text: str,
+                         kept: list[int]) -> list[int]:
+    """Indices into `kept` of the tokens touching a syntax error the completion introduced
+    (and one token either side: the error is often reported next to its cause)."""
+    from infill import syntax
+
+    language = syntax.language_for(request.language, request.path)
+    if language is None or not kept:
+        return []
+    verdict = syntax.check(request.prefix, text, request.suffix, language)
+    if verdict.valid or not verdict.new_errors:
+        return []
+    base = len(request.prefix.encode("utf-8"))
+    ends, total = [], 0
+    for k in range(len(kept)):  # byte end of each token, from the cumulative decode
+        total = len(dm.tokenizer.decode(kept[: k + 1], skip_special_tokens=True).encode("utf-8"))
+        ends.append(total)
+    starts = [0] + ends[:-1]
+    touched = set()
+    for error in verdict.new_errors:
+        lo, hi = error.start_byte - base, max(error.end_byte - base, error.start_byte - base + 1)
+        for k, (a, b) in enumerate(zip(starts, ends)):
+            if a < hi and b > lo or (a == b == lo):
+                touched.update((k - 1, k, k + 1))
+    return sorted(k for k in touched if 0 <= k < len(kept))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from speculative.decode import Cancelled
+from speculative.cancel import Cancelled
 
 
 def tokens_per_step(masked: int, steps: int) -> list[int]:

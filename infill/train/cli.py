@@ -45,7 +45,8 @@ def add_parser(subparsers) -> None:
     export.set_defaults(run=_export)
 
     held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
-    held.add_argument("--data", type=Path, required=True, help="folder with heldout.jsonl")
+    held.add_argument("--data", type=Path,
+                      help="folder with heldout.jsonl (default: the held-out packages installed here)")
     held.add_argument("--tasks", type=int, default=500)
     held.add_argument("--engine", choices=("speculative", "diffusion", "both"), default="both")
     held.add_argument("--models", type=Path, help="model folder (default: the shipped models)")

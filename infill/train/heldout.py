@@ -53,8 +53,10 @@ def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
 
     from infill.request import InfillRequest
 
+    import sys
+
     exact, similarity, ms, forwards, tokens = 0, [], [], [], []
-    for task in tasks:
+    for done, task in enumerate(tasks, 1):
         request = InfillRequest(prefix=task.prefix, suffix=task.suffix, path=task.path,
                                 engine=engine, max_tokens=48)
         c = engines.complete(request)[0]
@@ -63,6 +65,9 @@ def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
         ms.append(c.ms)
         forwards.append(c.forwards)
         tokens.append(c.tokens)
+        if done % 50 == 0:
+            print(f"{engine}: {done}/{len(tasks)} tasks, exact match so far {exact / done:.1%}",
+                  file=sys.stderr, flush=True)
     return {"engine": engine, "tasks": len(tasks), "exact_match": exact / max(1, len(tasks)),
             "edit_similarity": statistics.fmean(similarity) if similarity else 0.0,
             "median_ms": statistics.median(ms) if ms else 0.0,
