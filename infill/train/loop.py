@@ -49,6 +49,31 @@ def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def init_distributed(cfg: "TrainConfig") -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun each process trains one data-parallel
+    replica (NCCL on GPUs, gloo on the CPU); otherwise a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, _device(cfg.device)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return torch.distributed.get_rank(), world, device
+
+
+def agree(flags: list[bool], world: int, device: torch.device) -> list[bool]:
+    """Rank 0's decisions (stop, evaluate) for every rank: time-based decisions taken apart
+    would leave ranks waiting on each other's gradients forever."""
+    if world == 1:
+        return flags
+    tensor = torch.tensor(flags, dtype=torch.int32, device=device)
+    torch.distributed.broadcast(tensor, 0)
+    return [bool(v) for v in tensor.tolist()]
+
+
 def build_model(cfg: TrainConfig, tokenizer, ids: SpecialIds):
     if cfg.resume:
         loader = AutoModelForMaskedLM if cfg.kind == "diffusion" else AutoModelForCausalLM
@@ -85,8 +110,10 @@ def _state_path(directory: str | Path) -> Path:
 def save_checkpoint(model, tokenizer, out: Path, state: dict) -> None:
     """bf16 safetensors in shards small enough to come back from the GPU machine (16 MiB)."""
     out.mkdir(parents=True, exist_ok=True)
-    model.to(torch.bfloat16).save_pretrained(str(out), max_shard_size="15MB")
-    model.to(torch.float32)
+    # A bf16 copy of the weights: casting the live model would swap its parameters' storage
+    # under the optimizer and DistributedDataParallel.
+    weights = {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}
+    model.save_pretrained(str(out), state_dict=weights, max_shard_size="15MB")
     tokenizer.save_pretrained(str(out))
     _state_path(out).write_text(json.dumps(state, indent=1))
 
@@ -95,8 +122,8 @@ def train(cfg: TrainConfig) -> dict:
     # The parent tokenizes the held-out batches before the DataLoader forks its workers; a Rust
     # thread pool inherited across fork deadlocks the workers (seen on the GPU machine).
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    device = _device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    rank, world, device = init_distributed(cfg)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(data_dir / "tokenizer"))
@@ -109,17 +136,22 @@ def train(cfg: TrainConfig) -> dict:
         state = json.loads(_state_path(cfg.resume).read_text())
     model = build_model(cfg, tokenizer, ids).to(device)
     model.train()
-    step_fn = torch.compile(model) if cfg.compile else model
+    replica = model
+    if world > 1:
+        replica = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = torch.compile(replica) if cfg.compile else replica
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
                                   weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     stream = BatchStream(cfg.kind, train_texts, tokenizer, cfg.batch_size, cfg.seq_len,
-                         seed=cfg.seed + 7919 * state["step"], fim_rate=cfg.fim_rate)
+                         seed=cfg.seed + 7919 * state["step"] + 104729 * rank,
+                         fim_rate=cfg.fim_rate)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=True,
                         prefetch_factor=8 if cfg.workers else None,
                         persistent_workers=bool(cfg.workers))
     eval_batches = fixed_batches(cfg.kind, heldout_texts, tokenizer, min(cfg.batch_size, 32),
-                                 cfg.seq_len, count=8)
-    log_file = (out_dir / "log.jsonl").open("a")
+                                 cfg.seq_len, count=8) if rank == 0 else []
+    log_file = (out_dir / "log.jsonl").open("a") if rank == 0 else None
     budget_s = cfg.minutes * 60.0
     start = time.time() - state["elapsed_s"]
     # -inf: evaluate before the first step too, so every curve starts at the untrained loss.
@@ -128,12 +160,14 @@ def train(cfg: TrainConfig) -> dict:
 
     for batch in loader:
         elapsed = time.time() - start
-        done = elapsed >= budget_s or (cfg.max_steps is not None and step_in_run >= cfg.max_steps)
-        if done or time.time() - last_eval >= cfg.eval_every_s:
+        done, evaluate = agree([
+            elapsed >= budget_s or (cfg.max_steps is not None and step_in_run >= cfg.max_steps),
+            time.time() - last_eval >= cfg.eval_every_s], world, device)
+        if (done or evaluate) and rank == 0:
             entry = {
                 "step": state["step"], "tokens": state["tokens"], "elapsed_s": round(elapsed, 1),
                 "train_loss": None if train_loss != train_loss else round(train_loss, 4),
-                "heldout_loss": round(heldout_loss(step_fn, eval_batches, cfg.kind, device), 4),
+                "heldout_loss": round(heldout_loss(model, eval_batches, cfg.kind, device), 4),
                 "tokens_per_s": round(window_tokens / max(time.time() - window_start, 1e-9)),
                 "lr": optimizer.param_groups[0]["lr"],
             }
@@ -143,6 +177,7 @@ def train(cfg: TrainConfig) -> dict:
             log_file.flush()
             print(json.dumps({"kind": cfg.kind, "shape": cfg.shape, **entry}), flush=True)
             save_checkpoint(model, tokenizer, out_dir / "checkpoint", {**state, "config": asdict(cfg)})
+        if done or evaluate:
             last_eval, window_tokens, window_start = time.time(), 0, time.time()
         if done:
             break
@@ -158,10 +193,13 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.step()
         state["step"] += 1
         step_in_run += 1
-        tokens = batch["input_ids"].numel()
+        tokens = batch["input_ids"].numel() * world
         state["tokens"] += tokens
         window_tokens += tokens
         if state["step"] % 20 == 0:
             train_loss = loss.item()  # one host sync every 20 steps, not every step
-    log_file.close()
+    if log_file:
+        log_file.close()
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return state

@@ -44,3 +44,20 @@ def test_training_resumes_from_its_checkpoint(data_dir, tmp_path):
     state = train(TrainConfig(out_dir=str(tmp_path / "b"), max_steps=5,
                               resume=str(tmp_path / "a" / "checkpoint"), **base))
     assert state["step"] == 10
+
+
+def test_torchrun_trains_data_parallel_replicas(data_dir, tmp_path):
+    """Two gloo processes: rank 0 logs and checkpoints, tokens count both replicas."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29517", "-m", "infill.cli", "train", "ar", "--data", str(data_dir),
+         "--out", str(out), "--shape", "tiny", "--batch-size", "4", "--seq-len", "64",
+         "--workers", "0", "--max-steps", "6", "--device", "cpu", "--eval-every", "1e9"],
+        check=True, cwd=REPO, capture_output=True, timeout=300)
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["tokens"] == 6 * 4 * 64 * 2
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2  # start and end, rank 0 only

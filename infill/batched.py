@@ -1,0 +1,313 @@
+"""Many requests at once: `Engines.complete`'s code path with the generation step batched.
+
+Each request is routed, shaped (single/multi-line), prompted, cut and guarded exactly as
+`Engines.complete` does it (the same functions); only the model calls are shared:
+
+- AR: prompts of similar length go together, left-padded, with an attention mask and each
+  row's own positions (its first real token at position 0), so a row computes what it would
+  alone. Decoding is plain (no draft: batching, not speculation, is what buys throughput here);
+  a row leaves the batch, and the KV cache, as soon as it stops. Greedy output equals the
+  single-request path (speculative greedy decoding equals the target alone); sampled rows draw
+  from their own generator seeded with the request's seed, as the single path without a drafter.
+- diffusion: canvases with the same gap size go together; prefixes are left-padded and
+  suffixes right-padded so every gap starts at the same column, which lets the one sampler
+  (`infill.diffusion.sampler.denoise`) run unchanged on the [B, L] batch, the model seeing an
+  attention mask and each row's own positions. Greedy output equals the single path; sampled
+  rows share one generator per batch (seeded with the first row's seed), so a sample depends on
+  its batch's make-up, not only on its seed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from infill import autoregressive, syntax
+from infill.context import cut_completion
+from infill.diffusion import engine as diffusion_engine
+from infill.diffusion.sampler import denoise
+from infill.request import Completion, InfillRequest
+from infill.router import choose_engine
+from speculative.sampling import draw, probabilities
+
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_TOKENS = 32768  # padded prompt + new tokens (AR) or canvas tokens (diffusion)
+
+
+@dataclass
+class Job:
+    index: int  # position in the caller's list
+    request: InfillRequest
+    engine: str
+    multiline: bool
+    prompt: list[int] | None = None  # AR: the FIM prompt ids
+    canvas: list[int] | None = None  # diffusion: prefix + gap masks + suffix ids
+    start: int = 0  # diffusion: where the gap starts in the canvas
+    gap: int = 0  # diffusion: masks in the gap
+
+
+def is_multiline(request: InfillRequest) -> bool:
+    """The request's shape, decided as `Engines.complete` decides it."""
+    if request.multiline is not None:
+        return request.multiline
+    language = syntax.language_for(request.language, request.path)
+    return syntax.is_multiline_position(request.prefix, request.suffix, language)
+
+
+def plan(index: int, request: InfillRequest) -> Job:
+    return Job(index, request, choose_engine(request), is_multiline(request))
+
+
+def buckets(jobs: list, size: Callable[[object], int], max_rows: int,
+            max_tokens: int) -> Iterator[list]:
+    """Consecutive runs of the jobs sorted by size, each at most max_rows long and at most
+    max_tokens in padded size (rows x the largest size), a job too large for that alone."""
+    batch: list = []
+    for job in sorted(jobs, key=size):
+        if batch and (len(batch) >= max_rows or (len(batch) + 1) * size(job) > max_tokens):
+            yield batch
+            batch = []
+        batch.append(job)
+    if batch:
+        yield batch
+
+
+class BatchedEngines:
+    """Completes a list of requests in batches with the models of an `Engines`."""
+
+    def __init__(self, engines, batch_size: int = DEFAULT_BATCH_SIZE,
+                 max_batch_tokens: int = DEFAULT_BATCH_TOKENS, diffusion_settings=None):
+        self.engines = engines
+        self.batch_size = max(1, batch_size)
+        self.max_batch_tokens = max(1, max_batch_tokens)
+        self.settings = diffusion_settings or getattr(engines, "diffusion_settings", None) \
+            or diffusion_engine.DiffusionSettings()
+
+    def complete_many(self, requests: list[InfillRequest]
+                      ) -> Iterator[list[tuple[int, Completion | Exception]]]:
+        """Yields each batch's results as it finishes: (index in `requests`, completion, or the
+        exception that row raised on its own after its batch failed)."""
+        jobs = [plan(i, r) for i, r in enumerate(requests)]
+        for engine in ("speculative", "diffusion"):
+            mine = [j for j in jobs if j.engine == engine]
+            if not mine:
+                continue
+            run = self._ar_batch if engine == "speculative" else self._diffusion_batch
+            for batch in self._batches(engine, mine):
+                yield self._guarded(run, batch)
+
+    def _batches(self, engine: str, jobs: list[Job]) -> Iterator[list[Job]]:
+        if engine == "speculative":
+            ar = self.engines.ar
+            for j in jobs:
+                j.prompt = autoregressive.build_prompt(ar, j.request.prefix, j.request.suffix,
+                                                       j.request.max_tokens)
+            yield from buckets(jobs, lambda j: len(j.prompt) + j.request.max_tokens,
+                               self.batch_size, self.max_batch_tokens)
+            return
+        dm = self.engines.diffusion
+        padding = accepts_padding(dm.model)
+        groups = defaultdict(list)
+        for j in jobs:
+            j.gap = diffusion_engine.gap_size(j.request, j.multiline, self.settings)
+            j.canvas, j.start = diffusion_engine.build_canvas(dm, j.request.prefix,
+                                                              j.request.suffix, j.gap)
+            # one sampler call per batch: one gap size, one temperature; without padding
+            # support in the model, only canvases of identical layout can share a batch
+            key = (j.gap, j.request.temperature)
+            if not padding:
+                key += (j.start, len(j.canvas))
+            groups[key].append(j)
+        for key in sorted(groups, key=str):
+            # padded width can exceed the longest canvas (one row's long prefix, another's long
+            # suffix): the token bound holds approximately, up to a factor of two
+            yield from buckets(groups[key], lambda j: len(j.canvas), self.batch_size,
+                               self.max_batch_tokens)
+
+    def _guarded(self, run, batch: list[Job]) -> list[tuple[int, Completion | Exception]]:
+        """Run a batch; if it fails, each row alone, so one bad row costs only itself."""
+        try:
+            return run(batch)
+        except Exception as exc:  # noqa: BLE001 -- reported per row by the caller
+            if len(batch) == 1:
+                return [(batch[0].index, exc)]
+            results = []
+            for job in batch:
+                results += self._guarded(run, [job])
+            return results
+
+    def _finish(self, job: Job, text: str, model: str, tokens: int, forwards: int,
+                ms: float) -> tuple[int, Completion]:
+        r = job.request
+        checked = syntax.guard(r.prefix, r.suffix, text, r.language, r.path,
+                               multiline=job.multiline)
+        return job.index, Completion(checked.text, job.engine, model, tokens, forwards, ms,
+                                     valid=checked.valid, truncated=checked.truncated)
+
+    def _ar_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
+        ar = self.engines.ar
+        start = time.perf_counter()
+
+        def text_of(tokens: list[int]) -> str:
+            return ar.tokenizer.decode(tokens, skip_special_tokens=True)
+
+        def stop_rule(job: Job):
+            return lambda tokens: cut_completion(text_of(tokens), job.request.suffix,
+                                                 job.multiline, autoregressive.MAX_LINES)[1]
+
+        results = decode_batch(
+            ar.model, [j.prompt for j in batch],
+            max_new_tokens=[j.request.max_tokens for j in batch], stop_ids=ar.stop_ids,
+            stop_rules=[stop_rule(j) for j in batch],
+            temperatures=[j.request.temperature for j in batch],
+            top_ps=[j.request.top_p for j in batch], seeds=[j.request.seed for j in batch],
+            pad_id=_pad_id(ar.tokenizer))
+        ms = (time.perf_counter() - start) * 1000 / len(batch)
+        out = []
+        for job, (tokens, forwards) in zip(batch, results):
+            text, _ = cut_completion(text_of(tokens), job.request.suffix, job.multiline,
+                                     autoregressive.MAX_LINES)
+            out.append(self._finish(job, text, ar.name, len(tokens), forwards, ms))
+        return out
+
+    def _diffusion_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
+        dm, settings = self.engines.diffusion, self.settings
+        start_time = time.perf_counter()
+        gap, first = batch[0].gap, batch[0].request
+        left = max(j.start for j in batch)
+        right = max(len(j.canvas) - j.start - gap for j in batch)
+        pad = _pad_id(dm.tokenizer)
+        rows, mask = [], []
+        for j in batch:
+            before, after = left - j.start, right - (len(j.canvas) - j.start - gap)
+            rows.append([pad] * before + j.canvas + [pad] * after)
+            mask.append([0] * before + [1] * len(j.canvas) + [0] * after)
+        canvas = torch.tensor(rows, device=dm.device)
+        attention = torch.tensor(mask, device=dm.device)
+        model = PaddedModel(dm.model, attention, left, left + gap, dm.mask_id)
+        collapse = diffusion_engine.collapse_id(dm) if settings.collapse else None
+        filled, _ = denoise(model, canvas, left, left + gap, mask_id=dm.mask_id,
+                            steps=settings.steps, threshold=settings.threshold,
+                            banned_ids=dm.banned_ids, collapse_id=collapse,
+                            shift_logits=dm.shift_logits, temperature=first.temperature,
+                            seed=first.seed)
+        ms = (time.perf_counter() - start_time) * 1000 / len(batch)
+        out = []
+        for i, job in enumerate(batch):
+            kept = [t for t in filled[i].tolist() if t not in dm.collapse_ids]
+            text = dm.tokenizer.decode(kept, skip_special_tokens=True)
+            text, _ = cut_completion(text, job.request.suffix, job.multiline,
+                                     autoregressive.MAX_LINES)
+            out.append(self._finish(job, text, dm.name, len(kept), int(model.forwards[i]), ms))
+        return out
+
+
+def _pad_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def accepts_padding(model) -> bool:
+    params = inspect.signature(model.forward).parameters
+    return "attention_mask" in params and "position_ids" in params
+
+
+class PaddedModel:
+    """What `denoise` calls as the model: the real model with the batch's attention mask and
+    per-row positions, counting for each row the forwards it still had masks in."""
+
+    def __init__(self, model, attention_mask: torch.Tensor, gap_start: int, gap_end: int,
+                 mask_id: int):
+        self.model, self.attention_mask = model, attention_mask
+        self.position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        self.gap = (gap_start, gap_end)
+        self.mask_id = mask_id
+        self.forwards = torch.zeros(attention_mask.shape[0], dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor):
+        active = (input_ids[:, self.gap[0]:self.gap[1]] == self.mask_id).any(-1)
+        self.forwards += active.cpu().long()
+        return self.model(input_ids=input_ids, attention_mask=self.attention_mask,
+                          position_ids=self.position_ids)
+
+
+def _cache_kwarg(model) -> str:
+    # transformers renamed `past_key_values` to `cache` (5.2x); accept either, as PrefixKV does
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@torch.inference_mode()
+def decode_batch(model, prompts: list[list[int]], *, max_new_tokens: list[int],
+                 stop_ids: set[int], stop_rules: list[Callable[[list[int]], bool] | None],
+                 temperatures: list[float], top_ps: list[float], seeds: list[int | None],
+                 pad_id: int) -> list[tuple[list[int], int]]:
+    """Plain AR decoding of several prompts at once; per row (tokens, forwards).
+
+    Each row follows `speculative.decode.Decoder.generate` without a drafter: a stop token ends
+    it (not kept), then the stop rule (token kept), then max_new_tokens."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    cache = DynamicCache()
+    cache_kw = _cache_kwarg(model)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
+    next_position = positions[:, -1] + 1
+    generators = [torch.Generator().manual_seed(s if s is not None else 0) for s in seeds]
+    tokens: list[list[int]] = [[] for _ in prompts]
+    forwards = [1] * len(prompts)
+    active = list(range(len(prompts)))
+    while active:
+        chosen = _next_tokens(logits, [temperatures[r] for r in active],
+                              [top_ps[r] for r in active], [generators[r] for r in active])
+        keep, feed = [], []
+        for j, (row, token) in enumerate(zip(active, chosen)):
+            if token in stop_ids:
+                continue
+            tokens[row].append(token)
+            rule = stop_rules[row]
+            if (rule and rule(tokens[row])) or len(tokens[row]) >= max_new_tokens[row]:
+                continue
+            keep.append(j)
+            feed.append(token)
+        if not keep:
+            break
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            mask, next_position = mask[index], next_position[index]
+            active = [active[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        logits = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
+                       position_ids=next_position[:, None], use_cache=True,
+                       **{cache_kw: cache}).logits[:, -1]
+        next_position = next_position + 1
+        for row in active:
+            forwards[row] += 1
+    return [(t, f) for t, f in zip(tokens, forwards)]
+
+
+def _next_tokens(logits: torch.Tensor, temperatures: list[float], top_ps: list[float],
+                 generators: list[torch.Generator]) -> list[int]:
+    """Greedy rows: argmax, all rows in one host transfer. Sampled rows: each from its own
+    generator, drawn exactly as the single-request decoder draws."""
+    chosen = logits.argmax(-1).tolist()
+    for j, temperature in enumerate(temperatures):
+        if temperature > 0:
+            chosen[j] = draw(probabilities(logits[j], temperature, top_ps[j]), generators[j])
+    return chosen
