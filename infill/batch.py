@@ -326,6 +326,9 @@ def add_arguments(parser) -> None:
                              "safim for SAFIM's file names and folder")
     parser.add_argument("--samples", type=int, default=1, help="completions per task (seeds seed..seed+N-1)")
     parser.add_argument("--limit", type=int, help="only the first N tasks")
+    parser.add_argument("--no-guard", action="store_true",
+                        help="return the engines' raw text (valid still says whether it adds a "
+                             "syntax error): the baseline the syntax guard is measured against")
     parser.add_argument("--language", default="python",
                         help="languageId of rows that name neither language nor path (default python)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -436,7 +439,8 @@ def _generate(units: list[tuple[Task, int]], target: Path, args, config, show: b
         on_gpu = (config.device or "").startswith("cuda") or (
             not config.device and _cuda_available())
         batched = BatchedEngines(engines, args.batch_size or (32 if on_gpu else 8),
-                                 args.max_batch_tokens or (32768 if on_gpu else 8192))
+                                 args.max_batch_tokens or (32768 if on_gpu else 8192),
+                                 guard=not getattr(args, "no_guard", False))
         with _progress(show) as progress:
             bar = progress.add_task(f"{label}infill batch", total=len(units), tokens="")
             for results in batched.complete_many(requests):

@@ -81,8 +81,10 @@ class BatchedEngines:
     """Completes a list of requests in batches with the models of an `Engines`."""
 
     def __init__(self, engines, batch_size: int = DEFAULT_BATCH_SIZE,
-                 max_batch_tokens: int = DEFAULT_BATCH_TOKENS, diffusion_settings=None):
+                 max_batch_tokens: int = DEFAULT_BATCH_TOKENS, diffusion_settings=None,
+                 guard: bool = True):
         self.engines = engines
+        self.guard = guard
         self.batch_size = max(1, batch_size)
         self.max_batch_tokens = max(1, max_batch_tokens)
         self.settings = diffusion_settings or getattr(engines, "diffusion_settings", None) \
@@ -144,6 +146,11 @@ class BatchedEngines:
     def _finish(self, job: Job, text: str, model: str, tokens: int, forwards: int,
                 ms: float) -> tuple[int, Completion]:
         r = job.request
+        if not self.guard:  # the baseline: raw text, judged but not changed
+            language = syntax.language_for(r.language, r.path)
+            valid = syntax.check(r.prefix, text, r.suffix, language).valid
+            return job.index, Completion(text, job.engine, model, tokens, forwards, ms,
+                                         valid=valid)
         checked = syntax.guard(r.prefix, r.suffix, text, r.language, r.path,
                                multiline=job.multiline)
         return job.index, Completion(checked.text, job.engine, model, tokens, forwards, ms,
