@@ -59,15 +59,20 @@ class Decoder:
         first = probabilities(logits, temperature, top_p)
         pending = int(first.argmax()) if greedy else draw(first, generator)
         result = DecodeResult([], 1, "max_tokens", reused_prompt_tokens=reused)
-        while True:
-            if pending in stop_ids:
+
+        def take(token: int) -> bool:
+            """Append an accepted token; True when decoding must stop here."""
+            if token in stop_ids:
                 result.stopped_by = "stop_token"
-                return result
-            result.tokens.append(pending)
+                return True
+            result.tokens.append(token)
             if stop_rule and stop_rule(result.tokens):
                 result.stopped_by = "stop_rule"
-                return result
-            if len(result.tokens) >= max_new_tokens:
+                return True
+            return len(result.tokens) >= max_new_tokens
+
+        while True:
+            if take(pending):
                 return result
             if is_cancelled and is_cancelled():
                 raise Cancelled()
@@ -87,13 +92,5 @@ class Decoder:
                 result.accepted += n
                 result.draft_forwards += draft.forwards
                 result.accepted_per_round.append(n)
-            for token in draft.tokens[:n]:
-                if token in stop_ids:
-                    result.stopped_by = "stop_token"
-                    return result
-                result.tokens.append(token)
-                if stop_rule and stop_rule(result.tokens):
-                    result.stopped_by = "stop_rule"
-                    return result
-                if len(result.tokens) >= max_new_tokens:
-                    return result
+            if any(take(token) for token in draft.tokens[:n]):
+                return result
