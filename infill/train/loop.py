@@ -201,5 +201,8 @@ def train(cfg: TrainConfig) -> dict:
     if log_file:
         log_file.close()
     if world > 1:
+        # rank 0 may still be saving: leave together, or a rank can wait forever on a peer
+        # that already exited
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return state

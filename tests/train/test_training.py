@@ -48,13 +48,17 @@ def test_training_resumes_from_its_checkpoint(data_dir, tmp_path):
 
 def test_torchrun_trains_data_parallel_replicas(data_dir, tmp_path):
     """Two gloo processes: rank 0 logs and checkpoints, tokens count both replicas."""
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     out = tmp_path / "ddp"
     subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29517", "-m", "infill.cli", "train", "ar", "--data", str(data_dir),
+         "--master_port", port, "-m", "infill.cli", "train", "ar", "--data", str(data_dir),
          "--out", str(out), "--shape", "tiny", "--batch-size", "4", "--seq-len", "64",
          "--workers", "0", "--max-steps", "6", "--device", "cpu", "--eval-every", "1e9"],
         check=True, cwd=REPO, capture_output=True, timeout=300)
