@@ -93,9 +93,9 @@ def cmd_complete(args) -> int:
 
 
 # Cursor spots in the example file: (line, col, what the user is doing there).
-DEMO_SPOTS = [(6, 1, "an empty line in a function body"),
-              (12, 38, "inside a comprehension, with code after the cursor"),
-              (21, 5, "the body of a new function")]
+DEMO_SPOTS = [(8, 9, "the next line of a method"),
+              (12, 16, "inside a call, with code after the cursor"),
+              (17, 5, "the body of a function")]
 
 
 def cmd_demo(args) -> int:
@@ -107,16 +107,20 @@ def cmd_demo(args) -> int:
     engines = Engines(model_config(args))
     text = read_source(args.file)
     table = Table(title=f"infill demo on {args.file.name} (shipped models unless configured)")
-    for column in ("line:col", "engine", "completion", "tokens", "forwards", "ms"):
+    for column in ("line:col", "engine", "completion", "tokens", "forwards", "ms", "guard"):
         table.add_column(column)
     spots = DEMO_SPOTS if args.file == EXAMPLE else [(args.line, args.col, "")]
     for line, col, _ in spots:
         prefix, suffix = split_at(text, line, col)
         for engine in ("speculative", "diffusion"):
             c = engines.complete(make_request(args, prefix, suffix, str(args.file), engine))[0]
+            verdict = "truncated" if c.truncated else ("ok" if c.valid else "rejected")
             table.add_row(f"{line}:{col}", engine, repr(c.text), str(c.tokens), str(c.forwards),
-                          f"{c.ms:.0f}")
-    Console(width=160).print(table)
+                          f"{c.ms:.0f}", verdict)
+    console = Console(width=160)
+    console.print(table)
+    console.print("An empty completion: the model proposed nothing, or the syntax guard cut what "
+                  "would break the file. The shipped models are small and undertrained: MODELS.md.")
     return 0
 
 

@@ -22,7 +22,7 @@ def test_split_at_uses_one_based_lines_and_columns():
 
 @pytest.mark.parametrize("engine", ["speculative", "diffusion"])
 def test_complete_json_from_each_engine(capsys, engine):
-    code, out, _ = run(capsys, "complete", str(EXAMPLE), "--line", "12", "--col", "38",
+    code, out, _ = run(capsys, "complete", str(EXAMPLE), "--line", "12", "--col", "16",
                        "--engine", engine, "--json", "--device", "cpu")
     assert code == 0
     result = json.loads(out)

@@ -1,21 +1,21 @@
-"""Small statistics helpers: the example file of `infill demo`."""
+"""Small helpers: the example file of `infill demo`."""
+import sys
 
 
-def mean(values):
-    total = sum(values)
-
-    return total / len(values)
-
-
-def variance(values):
-    m = mean(values)
-    squares = [(v - m) ** 2 for v in ]
-    return sum(squares) / len(squares)
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        
 
 
-def stdev(values):
-    return variance(values) ** 0.5
+def total(values):
+    return sum()
 
 
-def median(values):
+def main():
+    args = sys.argv[1:]
     
+
+
+if __name__ == "__main__":
+    main()
