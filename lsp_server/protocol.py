@@ -34,6 +34,10 @@ class InfillProtocol(LanguageServerProtocol):
         yield from self._pass_on(types.TEXT_DOCUMENT_DID_CLOSE, params)
 
     def structure_message(self, data):
+        if isinstance(data, dict) and "method" in data and "params" not in data:
+            # JSON-RPC lets a request or notification omit params; pygls's message types
+            # require the field, so a custom request like `infill/status` would fail.
+            data = {**data, "params": None}
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:

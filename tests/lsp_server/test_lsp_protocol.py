@@ -258,3 +258,12 @@ async def test_invalid_configuration_warns_and_uses_the_defaults(client):
     warnings = [m.message for m in client.messages if m.type == types.MessageType.Warning]
     assert len(warnings) == 4 and any("maxTokens" in w for w in warnings)
     configure(client)
+
+
+def test_a_request_without_params_is_structured():
+    """JSON-RPC allows omitting params (`infill/status` from a plain client)."""
+    from lsp_server.server import create_server
+
+    message = create_server().protocol.structure_message(
+        {"jsonrpc": "2.0", "id": 1, "method": "infill/status"})
+    assert message.method == "infill/status" and message.params is None
