@@ -149,23 +149,20 @@ class ModelHost:
         return [routed] + others if invoked else [routed]
 
     def _complete_one(self, request: InfillRequest) -> list:
-        request = self._capped(request)
-        try:
-            return self.engines.complete(request)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
+        """Complete; on GPU out-of-memory retry with half the window, then on the CPU."""
+        for fallback in (self._halve_window, lambda _: self._move_to_cpu(), None):
+            capped = self._capped(request)
+            try:
+                return self.engines.complete(capped)
+            except Exception as exc:
+                if fallback is None or not is_out_of_memory(exc):
+                    raise
+            fallback(capped)
+
+    def _halve_window(self, request: InfillRequest) -> None:
         _free_gpu_memory()
         self.window_cap = max(MIN_WINDOW, (len(request.prefix) + len(request.suffix)) // 2)
         self._note(f"GPU out of memory: the window is now {self.window_cap} characters")
-        request = self._capped(request)
-        try:
-            return self.engines.complete(request)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-        self._move_to_cpu()
-        return self.engines.complete(request)
 
     def _capped(self, request: InfillRequest) -> InfillRequest:
         if self.window_cap is None or len(request.prefix) + len(request.suffix) <= self.window_cap:

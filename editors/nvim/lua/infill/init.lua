@@ -128,26 +128,26 @@ function M.setup(user)
       end
     end,
   })
-  api.nvim_create_autocmd('LspAttach', {
-    group = group,
-    callback = function(args)
-      local client = vim.lsp.get_client_by_id(args.data.client_id)
-      if client and client.name == lsp.name then
-        M.renderer().attach(args.buf)
-        map_keys(args.buf)
-      end
-    end,
-  })
-  api.nvim_create_autocmd('LspDetach', {
-    group = group,
-    callback = function(args)
-      local client = vim.lsp.get_client_by_id(args.data.client_id)
-      if client and client.name == lsp.name then
-        M.renderer().detach(args.buf)
-        unmap_keys(args.buf)
-      end
-    end,
-  })
+  -- fn(buf) when our server attaches to or detaches from a buffer
+  local function on_our_client(event, fn)
+    api.nvim_create_autocmd(event, {
+      group = group,
+      callback = function(args)
+        local client = vim.lsp.get_client_by_id(args.data.client_id)
+        if client and client.name == lsp.name then
+          fn(args.buf)
+        end
+      end,
+    })
+  end
+  on_our_client('LspAttach', function(buf)
+    M.renderer().attach(buf)
+    map_keys(buf)
+  end)
+  on_our_client('LspDetach', function(buf)
+    M.renderer().detach(buf)
+    unmap_keys(buf)
+  end)
   -- Buffers opened before setup() ran (lazy loading).
   for _, bufnr in ipairs(api.nvim_list_bufs()) do
     if api.nvim_buf_is_loaded(bufnr) and wants(bufnr) then
