@@ -30,6 +30,15 @@ def add_parser(subparsers) -> None:
         p.add_argument("--lr", type=float, default=2e-3)
         p.add_argument("--warmup-steps", type=int, default=300)
         p.add_argument("--fim-rate", type=float, default=0.9)
+        p.add_argument("--package-alpha", type=float, default=1.0,
+                       help="draw packages in proportion to size**alpha (<1 favours small ones)")
+        p.add_argument("--pack", action="store_true",
+                       help="AR: several shorter examples per row (more gaps per token)")
+        p.add_argument("--middle-weight", type=float, default=1.0,
+                       help="AR: loss weight of the tokens of the gap")
+        p.add_argument("--stop-after", type=float,
+                       help="minutes: stop this run early (checkpointed); the schedule still "
+                            "follows --minutes, so a later --resume continues it")
         p.add_argument("--workers", type=int, default=4)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--eval-every", type=float, default=60.0, help="seconds")
@@ -69,6 +78,8 @@ def _train(args) -> int:
         kind=args.kind, shape=args.shape, data_dir=str(args.data), out_dir=str(args.out),
         minutes=args.minutes, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         warmup_steps=args.warmup_steps, fim_rate=args.fim_rate, workers=args.workers,
+        package_alpha=args.package_alpha, pack=args.pack, middle_weight=args.middle_weight,
+        stop_after=args.stop_after,
         seed=args.seed, eval_every_s=args.eval_every, device=args.device, compile=args.compile,
         resume=str(args.resume) if args.resume else None, max_steps=args.max_steps,
     )

@@ -135,6 +135,14 @@ def read_jsonl(path: Path) -> list[SourceFile]:
         return [SourceFile(**json.loads(line)) for line in lines]
 
 
+def _largest_packages(files: list[SourceFile], count: int) -> dict[str, int]:
+    """{package: characters} of the count largest packages."""
+    size: dict[str, int] = {}
+    for f in files:
+        size[f.package] = size.get(f.package, 0) + len(f.text)
+    return dict(sorted(size.items(), key=lambda kv: -kv[1])[:count])
+
+
 def prepare(out_dir: Path, roots: list[Path] | None = None) -> dict:
     """Collects, splits and writes train.jsonl / heldout.jsonl; returns the statistics."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +158,7 @@ def prepare(out_dir: Path, roots: list[Path] | None = None) -> dict:
         "heldout_files": len(held_out),
         "heldout_chars": sum(len(f.text) for f in held_out),
         "heldout_packages": sorted({f.package for f in held_out}),
+        "largest_train_packages": _largest_packages(train, 15),
     }
     (out_dir / "corpus.json").write_text(json.dumps(stats, indent=2))
     return stats

@@ -41,15 +41,29 @@ class SpecialIds:
 
 
 class DocSampler:
-    """Picks documents with probability proportional to their length."""
+    """Picks documents in proportion to their length, with each package's total share
+    flattened to (its characters) ** package_alpha.
 
-    def __init__(self, texts: list[str]):
+    At alpha 1 a package is drawn as often as its size says; below 1 the few huge packages of
+    site-packages (and their near-copies, such as the model files of transformers) give way to
+    the many small ones that look like the code users write.
+    """
+
+    def __init__(self, texts: list[str], packages: list[str] | None = None,
+                 package_alpha: float = 1.0):
         self.texts = texts
-        self.cumulative = list(itertools.accumulate(len(t) for t in texts))
+        weights = [float(len(t)) for t in texts]
+        if packages is not None and package_alpha != 1.0:
+            size: dict[str, int] = {}
+            for package, text in zip(packages, texts):
+                size[package] = size.get(package, 0) + len(text)
+            weights = [w * size[p] ** (package_alpha - 1.0) for w, p in zip(weights, packages)]
+        self.cumulative = list(itertools.accumulate(weights))
 
     def __call__(self, rng: random.Random) -> str:
-        point = rng.randrange(self.cumulative[-1])
-        return self.texts[bisect.bisect_right(self.cumulative, point)]
+        point = rng.random() * self.cumulative[-1]
+        index = bisect.bisect_right(self.cumulative, point)
+        return self.texts[min(index, len(self.texts) - 1)]
 
 
 def _encode(tokenizer, pieces: list[str]) -> list[list[int]]:
@@ -71,36 +85,71 @@ def fim_row(prefix: list[int], suffix: list[int], middle: list[int], ids: Specia
             + middle + [ids.end])
 
 
+# How many examples share one training row when packing: short windows put more gaps (the
+# only tokens that teach infilling) into each row, full windows keep the long context.
+PACKING = ((1, 0.4), (2, 0.3), (4, 0.3))
+
+
+def _examples_per_row(rng: random.Random, pack: bool) -> int:
+    if not pack:
+        return 1
+    return rng.choices([k for k, _ in PACKING], [w for _, w in PACKING])[0]
+
+
 def ar_batch(tokenizer, ids: SpecialIds, docs: DocSampler, rng: random.Random, batch_size: int,
-             seq_len: int, fim_rate: float) -> dict[str, torch.Tensor]:
-    """Next-token rows: FIM (PSM) at fim_rate, plain left-to-right code otherwise."""
-    max_chars = int(seq_len * CHARS_PER_TOKEN)
-    pieces, is_fim = [], []
+             seq_len: int, fim_rate: float, pack: bool = False,
+             middle_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Next-token rows: FIM (PSM) at fim_rate, plain left-to-right code otherwise.
+
+    With pack, a row holds 1, 2 or 4 examples, each ending in the end token. With
+    middle_weight != 1 the batch carries per-token loss weights that give the middle and its
+    end token that weight and everything else 1.
+    """
+    plan = []  # per row: list of (is_fim, token budget)
+    pieces = []
     for _ in range(batch_size):
-        text = window(docs(rng), rng, max_chars)
-        if rng.random() < fim_rate:
-            s, e = sample_span(text, rng)
-            pieces += [text[:s], text[e:], text[s:e]]
-            is_fim.append(True)
-        else:
-            pieces.append(text)
-            is_fim.append(False)
+        k = _examples_per_row(rng, pack)
+        budget = (seq_len + 1) // k
+        row = []
+        for _ in range(k):
+            text = window(docs(rng), rng, int(budget * CHARS_PER_TOKEN))
+            fim = rng.random() < fim_rate
+            if fim:
+                s, e = sample_span(text, rng)
+                pieces += [text[:s], text[e:], text[s:e]]
+            else:
+                pieces.append(text)
+            row.append((fim, budget))
+        plan.append(row)
     encoded = iter(_encode(tokenizer, pieces))
     rows = np.full((batch_size, seq_len + 1), ids.pad, dtype=np.int64)
+    weights = np.ones((batch_size, seq_len + 1), dtype=np.float32)
     lengths = np.zeros(batch_size, dtype=np.int64)
-    for i, fim in enumerate(is_fim):
-        if fim:
-            p, s, m = next(encoded), next(encoded), next(encoded)
-            row = fim_row(p, s, m, ids, seq_len + 1)
-        else:
-            row = next(encoded)[: seq_len + 1]
+    for i, examples in enumerate(plan):
+        row, middle_spans = [], []
+        for fim, budget in examples:
+            if fim:
+                p, s, m = next(encoded), next(encoded), next(encoded)
+                example = fim_row(p, s, m, ids, budget)
+                middle_len = len(example) - example.index(ids.middle) - 1  # middle + end
+                middle_spans.append((len(row) + len(example) - middle_len, len(row) + len(example)))
+            else:
+                example = next(encoded)[: budget - (len(examples) > 1)]
+                if len(examples) > 1:
+                    example = example + [ids.end]
+            row += example
         rows[i, : len(row)] = row
         lengths[i] = len(row)
+        for a, b in middle_spans:
+            weights[i, a:b] = middle_weight
     inputs = torch.from_numpy(rows[:, :-1].copy())
     labels = torch.from_numpy(rows[:, 1:].copy())
     positions = torch.arange(seq_len)
     labels[positions[None, :] >= torch.from_numpy(lengths - 1)[:, None]] = IGNORE
-    return {"input_ids": inputs, "labels": labels}
+    batch = {"input_ids": inputs, "labels": labels}
+    if middle_weight != 1.0:
+        batch["loss_weights"] = torch.from_numpy(weights[:, 1:].copy())  # weight of each label
+    return batch
 
 
 def diffusion_row(prefix: list[int], middle: list[int], surplus: int, suffix: list[int],
@@ -171,27 +220,37 @@ class BatchStream(IterableDataset):
     """Endless batches; each DataLoader worker draws from its own seeded generator."""
 
     def __init__(self, kind: str, texts: list[str], tokenizer, batch_size: int, seq_len: int,
-                 seed: int, fim_rate: float = 0.9):
+                 seed: int, fim_rate: float = 0.9, packages: list[str] | None = None,
+                 package_alpha: float = 1.0, pack: bool = False, middle_weight: float = 1.0):
         self.kind, self.texts, self.tokenizer = kind, texts, tokenizer
         self.batch_size, self.seq_len, self.seed, self.fim_rate = batch_size, seq_len, seed, fim_rate
+        self.packages, self.package_alpha = packages, package_alpha
+        self.pack, self.middle_weight = pack, middle_weight
 
     def __iter__(self):
         info = get_worker_info()
         rng = random.Random(self.seed * 1009 + (info.id if info else 0))
-        docs, ids = DocSampler(self.texts), SpecialIds.of(self.tokenizer)
+        docs = DocSampler(self.texts, self.packages, self.package_alpha)
+        ids = SpecialIds.of(self.tokenizer)
         while True:
             yield self.batch(docs, ids, rng)
 
     def batch(self, docs: DocSampler, ids: SpecialIds, rng: random.Random):
         if self.kind == "diffusion":
             return diffusion_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len)
-        return ar_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len, self.fim_rate)
+        return ar_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len,
+                        self.fim_rate, self.pack, self.middle_weight)
 
 
 def fixed_batches(kind: str, texts: list[str], tokenizer, batch_size: int, seq_len: int,
                   count: int, seed: int = 1234) -> list[dict[str, torch.Tensor]]:
-    """The same held-out batches at every evaluation, so loss curves are comparable."""
-    stream = BatchStream(kind, texts, tokenizer, batch_size, seq_len, seed)
+    """The same held-out batches at every evaluation, so loss curves are comparable.
+
+    AR batches mark their middles (loss weight 2, used only as a marker) so that the loss on
+    the gap alone, what infilling depends on, can be reported beside the loss on whole rows.
+    """
+    stream = BatchStream(kind, texts, tokenizer, batch_size, seq_len, seed,
+                         middle_weight=2.0 if kind == "ar" else 1.0)
     rng = random.Random(seed)
     docs, ids = DocSampler(texts), SpecialIds.of(tokenizer)
     return [stream.batch(docs, ids, rng) for _ in range(count)]

@@ -36,6 +36,9 @@ class TrainConfig:
     warmup_steps: int = 300
     weight_decay: float = 0.1
     fim_rate: float = 0.9
+    package_alpha: float = 1.0  # see data.DocSampler: < 1 flattens the share of big packages
+    pack: bool = False  # several short examples per row (data.PACKING)
+    middle_weight: float = 1.0  # loss weight of the middle tokens of FIM rows
     workers: int = 4
     seed: int = 0
     eval_every_s: float = 60.0
@@ -43,6 +46,9 @@ class TrainConfig:
     device: str | None = None
     compile: bool = False
     max_steps: int | None = None  # for tests: stop after this many steps
+    # stop this run after so many minutes, checkpointed, while the learning-rate schedule
+    # keeps following `minutes`: a long schedule split over machine sessions of ten minutes
+    stop_after: float | None = None
 
 
 def _device(name: str | None) -> torch.device:
@@ -82,25 +88,44 @@ def build_model(cfg: TrainConfig, tokenizer, ids: SpecialIds):
     return make(cfg.shape, len(tokenizer), ids, max_positions=max(4096, cfg.seq_len))
 
 
-def batch_loss(model, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+def token_losses(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     logits = model(input_ids=batch["input_ids"]).logits.float()
+    return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE,
+                           reduction="none")
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    per_token = token_losses(model, batch)
     if kind == "diffusion":
-        per_token = F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE,
-                                    reduction="none")
         return (per_token.sum(1) * batch["weights"]).mean()
-    return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE)
+    weights = (batch["labels"] != IGNORE).float()
+    if "loss_weights" in batch:
+        weights = weights * batch["loss_weights"]
+    return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 @torch.no_grad()
-def heldout_loss(model, batches, kind: str, device: torch.device) -> float:
+def heldout_loss(model, batches, kind: str, device: torch.device) -> dict[str, float]:
+    """{"heldout_loss": ...} and, for AR, "heldout_middle_loss": the loss on the gaps alone."""
     model.eval()
-    losses = []
+    total, middle = [], []
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            losses.append(batch_loss(model, batch, kind).item())
+            if kind == "diffusion":
+                total.append(batch_loss(model, batch, kind).item())
+                continue
+            per_token = token_losses(model, batch)
+        counted = batch["labels"] != IGNORE
+        total.append((per_token[counted].mean()).item())
+        gap = counted & (batch["loss_weights"] > 1)
+        if gap.any():
+            middle.append(per_token[gap].mean().item())
     model.train()
-    return sum(losses) / len(losses)
+    result = {"heldout_loss": round(sum(total) / len(total), 4)}
+    if middle:
+        result["heldout_middle_loss"] = round(sum(middle) / len(middle), 4)
+    return result
 
 
 def _state_path(directory: str | Path) -> Path:
@@ -113,6 +138,9 @@ def save_checkpoint(model, tokenizer, out: Path, state: dict) -> None:
     # A bf16 copy of the weights: casting the live model would swap its parameters' storage
     # under the optimizer and DistributedDataParallel.
     weights = {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}
+    # the context it was trained on, which the engines respect (a checkpoint loads like a
+    # shipped model)
+    model.config.infill_context = state.get("config", {}).get("seq_len")
     model.save_pretrained(str(out), state_dict=weights, max_shard_size="15MB")
     tokenizer.save_pretrained(str(out))
     _state_path(out).write_text(json.dumps(state, indent=1))
@@ -128,7 +156,8 @@ def train(cfg: TrainConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(data_dir / "tokenizer"))
     ids = SpecialIds.of(tokenizer)
-    train_texts = [f.text for f in read_jsonl(data_dir / "train.jsonl")]
+    train_files = read_jsonl(data_dir / "train.jsonl")
+    train_texts, train_packages = [f.text for f in train_files], [f.package for f in train_files]
     heldout_texts = [f.text for f in read_jsonl(data_dir / "heldout.jsonl")]
 
     state = {"elapsed_s": 0.0, "step": 0, "tokens": 0, "log": []}
@@ -145,7 +174,9 @@ def train(cfg: TrainConfig) -> dict:
                                   weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     stream = BatchStream(cfg.kind, train_texts, tokenizer, cfg.batch_size, cfg.seq_len,
                          seed=cfg.seed + 7919 * state["step"] + 104729 * rank,
-                         fim_rate=cfg.fim_rate)
+                         fim_rate=cfg.fim_rate, packages=train_packages,
+                         package_alpha=cfg.package_alpha, pack=cfg.pack,
+                         middle_weight=cfg.middle_weight)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=True,
                         prefetch_factor=8 if cfg.workers else None,
                         persistent_workers=bool(cfg.workers))
@@ -154,6 +185,7 @@ def train(cfg: TrainConfig) -> dict:
     log_file = (out_dir / "log.jsonl").open("a") if rank == 0 else None
     budget_s = cfg.minutes * 60.0
     start = time.time() - state["elapsed_s"]
+    run_start = time.time()
     # -inf: evaluate before the first step too, so every curve starts at the untrained loss.
     last_eval, window_tokens, window_start, step_in_run = float("-inf"), 0, time.time(), 0
     train_loss = float("nan")
@@ -161,13 +193,14 @@ def train(cfg: TrainConfig) -> dict:
     for batch in loader:
         elapsed = time.time() - start
         done, evaluate = agree([
-            elapsed >= budget_s or (cfg.max_steps is not None and step_in_run >= cfg.max_steps),
+            elapsed >= budget_s or (cfg.max_steps is not None and step_in_run >= cfg.max_steps)
+            or (cfg.stop_after is not None and time.time() - run_start >= cfg.stop_after * 60),
             time.time() - last_eval >= cfg.eval_every_s], world, device)
         if (done or evaluate) and rank == 0:
             entry = {
                 "step": state["step"], "tokens": state["tokens"], "elapsed_s": round(elapsed, 1),
                 "train_loss": None if train_loss != train_loss else round(train_loss, 4),
-                "heldout_loss": round(heldout_loss(model, eval_batches, cfg.kind, device), 4),
+                **heldout_loss(model, eval_batches, cfg.kind, device),
                 "tokens_per_s": round(window_tokens / max(time.time() - window_start, 1e-9)),
                 "lr": optimizer.param_groups[0]["lr"],
             }

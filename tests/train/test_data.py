@@ -104,3 +104,38 @@ def test_diffusion_batch_masks_only_inside_the_maskable_region(tokenizer):
     assert (masked == (batch["labels"] != IGNORE)).all()
     assert masked.any(dim=1).all()
     assert (batch["weights"] > 0).all()
+
+
+def test_package_alpha_flattens_the_share_of_a_big_package():
+    texts = ["a" * 9000] + ["b" * 1000]  # one big package, one small one
+    packages = ["big", "small"]
+    rng = random.Random(0)
+    plain = DocSampler(texts, packages, 1.0)
+    flat = DocSampler(texts, packages, 0.0)  # every package equally likely
+    share_plain = sum(plain(rng) == texts[1] for _ in range(4000)) / 4000
+    share_flat = sum(flat(rng) == texts[1] for _ in range(4000)) / 4000
+    assert abs(share_plain - 0.1) < 0.03
+    assert abs(share_flat - 0.5) < 0.05
+
+
+def test_packed_rows_hold_several_examples_each_ending_in_the_end_token(tokenizer):
+    ids = SpecialIds.of(tokenizer)
+    batch = ar_batch(tokenizer, ids, DocSampler([CODE]), random.Random(5), 16, 256, 1.0, pack=True)
+    starts = (batch["input_ids"] == ids.prefix).sum(1)
+    assert starts.max() > 1  # some rows pack more than one FIM example
+    for row, n in zip(batch["input_ids"], starts):
+        assert (row == ids.end).sum() >= n - 1  # every example but maybe the last one ended
+
+
+def test_middle_weight_marks_exactly_the_middle_and_its_end_token(tokenizer):
+    ids = SpecialIds.of(tokenizer)
+    batch = ar_batch(tokenizer, ids, DocSampler([CODE]), random.Random(6), 4, 256, 1.0,
+                     middle_weight=3.0)
+    inputs, labels, weights = batch["input_ids"], batch["labels"], batch["loss_weights"]
+    for row, label_row, weight_row in zip(inputs, labels, weights):
+        middle_at = int((row == ids.middle).nonzero()[0])
+        heavy = (weight_row == 3.0).nonzero().flatten().tolist()
+        # the labels after <middle>: the middle's tokens, then the end token
+        assert heavy[0] == middle_at
+        assert int(label_row[heavy[-1]]) == ids.end
+        assert heavy == list(range(heavy[0], heavy[-1] + 1))

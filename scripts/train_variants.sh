@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Trains variants of the AR target side by side, then measures each on held-out single-line
+# infill, so a recipe is chosen by measurement. All variants share the GPUs round-robin (one
+# GPU: all on it). Each starts from START_FROM/target, or resumes its own checkpoint in W.
+# Usage: scripts/train_variants.sh W TOKENIZER_DIR NAME "FLAGS" [NAME "FLAGS" ...]
+#   (from the repository root; FLAGS are `infill train ar` options, e.g. "--pack --package-alpha 0.5")
+# Env: MINUTES (schedule length, default 16), STOP_AFTER (minutes of this run, default all),
+#      START_FROM (default infill/models/default), TASKS (held-out tasks, default 300),
+#      WORKERS (data workers per variant, default 4)
+# Prints per variant the last log line and the held-out exact match; W/best names the variant
+# with the lowest held-out loss on the gaps.
+set -u
+W=${1:?work dir}; TOKENIZER=${2:?tokenizer dir}; shift 2
+PY=${PYTHON:-python3}
+START_FROM=${START_FROM:-infill/models/default}
+GPUS=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$GPUS" -ge 1 ] || GPUS=1
+mkdir -p "$W"
+if [ ! -f "$W/data/tokenizer/tokenizer.json" ]; then
+  $PY -m infill.cli train prep --out "$W/data" --tokenizer "$TOKENIZER" || exit 1
+fi
+
+names=(); i=0
+while [ $# -ge 2 ]; do
+  name=$1 flags=$2; shift 2; names+=("$name")
+  start=(--resume "$START_FROM/target")
+  [ -f "$W/$name/checkpoint/trainer_state.json" ] && start=(--resume "$W/$name/checkpoint")
+  # shellcheck disable=SC2086  # FLAGS is a list of options
+  CUDA_VISIBLE_DEVICES=$((i % GPUS)) $PY -m infill.cli train ar --shape target --data "$W/data" \
+    --out "$W/$name" "${start[@]}" --minutes "${MINUTES:-16}" ${STOP_AFTER:+--stop-after "$STOP_AFTER"} \
+    --batch-size 128 --seq-len 1024 --workers "${WORKERS:-4}" --eval-every 45 $flags \
+    >>"$W/$name.log" 2>&1 &
+  i=$((i + 1))
+done
+wait
+
+for name in "${names[@]}"; do  # a checkpoint folder loads like a shipped model folder
+  mkdir -p "$W/eval-$name" && ln -sfn "$(realpath "$W/$name/checkpoint")" "$W/eval-$name/target"
+  $PY -m infill.cli train heldout --data "$W/data" --models "$W/eval-$name" --engine speculative \
+    --tasks "${TASKS:-300}" --json "$W/$name/heldout.json" >"$W/$name.heldout.log" 2>&1 &
+done
+wait
+
+best=""; best_loss=""
+for name in "${names[@]}"; do
+  last=$(tail -n 1 "$W/$name/log.jsonl")
+  loss=$(echo "$last" | sed -n 's/.*"heldout_middle_loss": \([0-9.]*\).*/\1/p')
+  echo "$name: $last"
+  echo "$name: $(tr -d '\n ' < "$W/$name/heldout.json" 2>/dev/null || tail -n 3 "$W/$name.heldout.log")"
+  if [ -n "$loss" ] && { [ -z "$best_loss" ] || awk "BEGIN{exit !($loss < $best_loss)}"; }; then
+    best=$name; best_loss=$loss
+  fi
+done
+echo "$best" > "$W/best"
+echo "best: $best (held-out loss on the gaps $best_loss)"
