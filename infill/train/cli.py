@@ -51,6 +51,8 @@ def add_parser(subparsers) -> None:
     export = sub.add_parser("export", help="checkpoints of a training run -> the shipped models")
     export.add_argument("work_dir", type=Path, help="folder with target/, draft/, diffusion/")
     export.add_argument("--out", type=Path, help="default: the package's models/default")
+    export.add_argument("--only", nargs="+", choices=("target", "draft", "diffusion"),
+                        help="export these roles and keep the others (default: all three)")
     export.set_defaults(run=_export)
 
     held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
@@ -92,7 +94,8 @@ def _train(args) -> int:
 def _export(args) -> int:
     from infill.train.export import DEFAULT_DIR, export
 
-    print(json.dumps(export(args.work_dir, args.out or DEFAULT_DIR), indent=2))
+    roles = tuple(args.only) if args.only else ("target", "draft", "diffusion")
+    print(json.dumps(export(args.work_dir, args.out or DEFAULT_DIR, roles), indent=2))
     return 0
 
 

@@ -65,3 +65,42 @@ def test_torchrun_trains_data_parallel_replicas(data_dir, tmp_path):
     state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 6 and state["tokens"] == 6 * 4 * 64 * 2
     assert len((out / "log.jsonl").read_text().splitlines()) == 2  # start and end, rank 0 only
+
+
+def test_stop_after_ends_the_run_early_but_keeps_the_schedule(data_dir, tmp_path):
+    base = dict(kind="ar", shape="tiny", data_dir=str(data_dir), batch_size=4, seq_len=64,
+                workers=0, eval_every_s=1e9, device="cpu", minutes=60.0)
+    state = train(TrainConfig(out_dir=str(tmp_path / "a"), stop_after=0.0, **base))
+    assert state["step"] == 0  # stopped at once, checkpointed, with the 60-minute schedule
+    saved = json.loads((tmp_path / "a" / "checkpoint" / "trainer_state.json").read_text())
+    assert saved["config"]["minutes"] == 60.0
+
+
+def test_packed_weighted_training_logs_the_loss_on_the_gaps(data_dir, tmp_path):
+    cfg = TrainConfig(kind="ar", shape="tiny", data_dir=str(data_dir), out_dir=str(tmp_path),
+                      batch_size=4, seq_len=96, workers=0, eval_every_s=1e9, max_steps=3,
+                      device="cpu", pack=True, package_alpha=0.5, middle_weight=3.0)
+    state = train(cfg)
+    assert all("heldout_middle_loss" in entry for entry in state["log"])
+    config = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
+    assert config["infill_context"] == 96  # a checkpoint loads like a shipped model
+
+
+def test_export_replaces_only_the_named_role(data_dir, tmp_path):
+    import shutil
+
+    from infill.models.loading import DEFAULT_DIR
+    from infill.train.export import export
+
+    work = tmp_path / "work"
+    train(TrainConfig(kind="ar", shape="tiny", data_dir=str(data_dir), out_dir=str(work / "target"),
+                      batch_size=4, seq_len=64, workers=0, eval_every_s=1e9, max_steps=1,
+                      device="cpu"))
+    shipped = tmp_path / "shipped"
+    shutil.copytree(DEFAULT_DIR, shipped)
+    draft_before = (shipped / "draft" / "model.safetensors").read_bytes()
+    result = export(work, shipped, roles=("target",))
+    config = json.loads((shipped / "target" / "config.json").read_text())
+    assert config["infill_context"] == 64 and config["hidden_size"] == 32
+    assert (shipped / "draft" / "model.safetensors").read_bytes() == draft_before
+    assert result["bytes"]["target"] < 1_000_000 and result["total_mib"] < 48
