@@ -36,6 +36,9 @@ def fit_to_tokens(prefix: str, suffix: str, budget: int,
         max_chars = int(max_chars * budget / n * 0.95)
 
 
+MIN_LOOP_LINE = 8  # shorter repeated lines (`)`, `pass`, `end`) are ordinary code
+
+
 def first_code_line(suffix: str) -> str:
     """The first non-blank line of the suffix after the cursor's own line, stripped."""
     for line in suffix.split("\n")[1:]:
@@ -44,11 +47,18 @@ def first_code_line(suffix: str) -> str:
     return ""
 
 
+def _is_loop(line: str, previous: str) -> bool:
+    """A non-trivial line that repeats the line before it, word for word."""
+    return len(line.strip()) >= MIN_LOOP_LINE and line == previous
+
+
 def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> tuple[str, bool]:
     """(text cut to the request's shape, whether decoding can stop now).
 
     Single-line: up to the first newline. Multi-line: at most max_lines lines, and nothing
-    from the line that repeats the suffix's next line of code on (the model ran into the suffix).
+    from the line that repeats the suffix's next line of code on (the model ran into the suffix)
+    or that repeats the line before it (a small model caught in a loop writes the same line
+    again and again; two equal consecutive lines of real code are rare enough to give up).
     """
     if not multiline:
         if "\n" in text:
@@ -60,6 +70,8 @@ def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> t
     for i, line in enumerate(complete_lines):
         if anchor and line.strip() == anchor:
             return "\n".join(lines[:i]).rstrip(" \t"), True
+        if i and _is_loop(line, complete_lines[i - 1]):
+            return "\n".join(lines[:i]), True
     if len(complete_lines) >= max_lines:
         return "\n".join(lines[:max_lines]), True
     return text, False

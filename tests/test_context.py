@@ -37,3 +37,10 @@ def test_multi_line_is_capped_in_lines():
     text = "".join(f"a{i}\n" for i in range(20))
     cut, stop = cut_completion(text, "", True, 4)
     assert stop and cut.count("\n") == 3
+
+
+def test_a_line_repeating_the_line_before_ends_a_multiline_completion():
+    text = "    from ._impl import getchar\n    from ._impl import getchar\n    from ._impl import x\n"
+    assert cut_completion(text, "", True, 16) == ("    from ._impl import getchar", True)
+    short = "    )\n    )\n    y = 1\n"  # short repeated lines are ordinary code
+    assert cut_completion(short, "", True, 16) == (short, False)
