@@ -1,4 +1,4 @@
-"""The `infill` command: complete, demo, train."""
+"""The `infill` command: complete, demo, serve, batch, eval, bench, train, trace."""
 
 from __future__ import annotations
 
@@ -203,16 +203,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_eval)
 
     train_cli.add_parser(sub)
+    from infill.traces import cli as trace_cli
+
+    trace_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infill.models.loading import ModelError
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["trace"]:
+        # `infill trace` builds only its own parser: the other subcommands' modules import
+        # torch (seconds), which a trace replay (the server loads the models) never needs.
+        from infill.traces.cli import TraceUsageError, build_parser as build_trace_parser
 
-    args = build_parser().parse_args(argv)
+        args = build_trace_parser().parse_args(argv)
+        errors: tuple[type[Exception], ...] = (UsageError, TraceUsageError)
+    else:
+        from infill.models.loading import ModelError
+
+        args = build_parser().parse_args(argv)
+        errors = (UsageError, ModelError)
     try:
         return args.run(args)
-    except (UsageError, ModelError) as exc:
+    except errors as exc:
         print(f"infill: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

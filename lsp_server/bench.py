@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from infill.request import Completion
+from infill.traces import client as lsp
 
 SMALL = "import os\n\n\ndef main(argv):\n    path = os.path.join(argv[0], 'x')\n    return \n"
 BIG_LINE = "    value = compute(alpha, beta)  # ünïcode 😀\n"
@@ -139,24 +140,16 @@ async def in_process(iterations: int) -> dict:
 
 async def spawn_to_initialize(command: list[str]) -> float:
     """Milliseconds from starting the server process to its `initialize` answer."""
-    from lsprotocol import types
-    from pygls.lsp.client import LanguageClient
-
-    client = LanguageClient("infill-bench", "1")
     started = time.perf_counter()
-    await client.start_io(*command)
-    await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(),
-                                                         initialization_options={"logEvents": False}))
+    client = await lsp.spawn(command, name="infill-bench")
+    await lsp.initialize(client, {"logEvents": False}, initialized=False)
     elapsed = (time.perf_counter() - started) * 1000
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    await lsp.stop(client)
     return elapsed
 
 
 async def over_stdio(iterations: int) -> dict:
     from lsprotocol import types
-    from pygls.lsp.client import LanguageClient
 
     spawn_ms = {
         "spawn to initialize answer: infill serve":
@@ -164,14 +157,9 @@ async def over_stdio(iterations: int) -> dict:
              for _ in range(3)],
         "spawn to initialize answer: python -m lsp_server":
             [await spawn_to_initialize([sys.executable, "-m", "lsp_server"]) for _ in range(3)]}
-    client = LanguageClient("infill-bench", "1")
-    await client.start_io(sys.executable, "-m", "lsp_server.bench", "--serve")
-    await client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), initialization_options={
-            "debounceMs": 0, "logEvents": False}))
-    client.initialized(types.InitializedParams())
-    while not (await client.protocol.send_request_async("infill/status", {})).ready:
-        await asyncio.sleep(0.01)
+    client = await lsp.spawn([sys.executable, "-m", "lsp_server.bench", "--serve"], name="infill-bench")
+    await lsp.initialize(client, {"debounceMs": 0, "logEvents": False})
+    await lsp.wait_ready(client, every=0.01)
     uri = "file:///bench/stdio.py"
     client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
         uri=uri, language_id="python", version=1, text=SMALL)))
@@ -193,9 +181,7 @@ async def over_stdio(iterations: int) -> dict:
             context=types.InlineCompletionContext(
                 trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
         keystroke_ms.append((time.perf_counter() - started) * 1000)
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    await lsp.stop(client)
     return {**{what: summary(ms) for what, ms in spawn_ms.items()},
             "infill/status round trip (the pipe and JSON only)": summary(status_ms),
             "keystroke: didChange + inlineCompletion round trip": summary(keystroke_ms)}
@@ -207,20 +193,13 @@ async def end_to_end(iterations: int, device: str | None) -> dict:
     """Keystroke round trips over stdio with the configured (by default the shipped) models:
     what the user waits for, next to the model time the server measured."""
     from lsprotocol import types
-    from pygls.lsp.client import LanguageClient
 
     from infill.cli import EXAMPLE
 
-    client = LanguageClient("infill-bench", "1")
-    await client.start_io(sys.executable, "-m", "lsp_server")
-    options = {"debounceMs": 0, "logEvents": False, "device": device}
-    await client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), initialization_options=options))
-    client.initialized(types.InitializedParams())
-    while (info := await client.protocol.send_request_async("infill/status", {})).state == "loading":
-        await asyncio.sleep(0.1)
-    if info.state != "ready":
-        raise SystemExit(f"models did not load: {info.error}")
+    client = await lsp.spawn([sys.executable, "-m", "lsp_server"], name="infill-bench")
+    await lsp.initialize(client, {"debounceMs": 0, "logEvents": False, "device": device})
+    if (info := await lsp.wait_ready(client, every=0.1))["state"] != "ready":
+        raise SystemExit(f"models did not load: {info['error']}")
     lines = EXAMPLE.read_text().split("\n")
     spots = [(n, len(line)) for n, line in enumerate(lines) if line.strip()]  # line ends
     uri = EXAMPLE.as_uri()
@@ -237,15 +216,14 @@ async def end_to_end(iterations: int, device: str | None) -> dict:
                 position=types.Position(line=line, character=col),
                 context=types.InlineCompletionContext(trigger_kind=trigger)))
             round_trip[kind].append((time.perf_counter() - started) * 1000)
-    info = await client.protocol.send_request_async("infill/status", {})
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
-    return {f"keystroke round trip, {kind} ({info.device}, {dict(info.models._asdict())})":
+    info = await lsp.status(client)
+    await lsp.stop(client)
+    model_ms = info["requests"]["modelMs"]
+    return {f"keystroke round trip, {kind} ({info['device']}, {info['models']})":
             summary(ms) for kind, ms in round_trip.items()} | {
-            f"model time per request, server-measured ({info.device})": {
-                "n": info.requests.modelMs.count, "median_ms": info.requests.modelMs.median,
-                "p90_ms": info.requests.modelMs.p90, "mean_ms": None}}
+            f"model time per request, server-measured ({info['device']})": {
+                "n": model_ms["count"], "median_ms": model_ms.get("median"),
+                "p90_ms": model_ms.get("p90"), "mean_ms": None}}
 
 
 def main(argv: list[str] | None = None) -> int:
