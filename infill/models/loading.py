@@ -6,6 +6,7 @@ what to do; nothing here ever reaches for a model hub.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from infill.models import compact
 from speculative.fim import FORMATS, FimFormat, control_token_ids, detect_format, stop_ids
 
 hf_logging.disable_progress_bar()  # a completion server's log is no place for progress bars
@@ -175,6 +177,13 @@ def _needs_trust(path, config: dict, trust_remote_code: bool, unknown_only: bool
                          "(or trust_remote_code in the configuration) if you trust its source")
 
 
+def _model_loader(auto_class, config: dict):
+    """auto_class.from_pretrained, or the loader of compact (int8) shipped folders."""
+    if compact.is_compact(config):
+        return functools.partial(compact.load, auto_class)
+    return auto_class.from_pretrained
+
+
 def load_ar(path=None, device: str | None = None, dtype: str | None = None,
             fim_format: str | None = None, trust_remote_code: bool = False) -> ARModel:
     """An AR FIM model; its prompt format is detected from the tokenizer unless named."""
@@ -184,7 +193,8 @@ def load_ar(path=None, device: str | None = None, dtype: str | None = None,
     dev = pick_device(device)
     if fim_format and fim_format not in FORMATS:
         raise ModelError(f"unknown FIM format {fim_format!r}: use one of {', '.join(FORMATS)}")
-    _needs_trust(path, _config_dict(path), trust_remote_code, unknown_only=True)
+    raw = _config_dict(path)
+    _needs_trust(path, raw, trust_remote_code, unknown_only=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
     if fim_format:
         fmt = FORMATS[fim_format]
@@ -197,7 +207,7 @@ def load_ar(path=None, device: str | None = None, dtype: str | None = None,
         if fmt is None:
             raise ModelError(f"{path}: its tokenizer has no FIM tokens of a known family; "
                              f"name the format ({', '.join(FORMATS)}) in the configuration")
-    model = _load("model", path, AutoModelForCausalLM.from_pretrained,
+    model = _load("model", path, _model_loader(AutoModelForCausalLM, raw),
                   dtype=pick_dtype(dev, dtype), trust_remote_code=trust_remote_code)
     model.to(dev).eval()
     context = getattr(model.config, "infill_context", None) or min(
@@ -242,7 +252,7 @@ def load_diffusion(path=None, device: str | None = None, dtype: str | None = Non
                  "AutoModelForCausalLM": AutoModelForCausalLM}
         loader = next((a for k, a in autos.items() if k in auto_map), AutoModel).from_pretrained
     else:
-        loader = AutoModelForMaskedLM.from_pretrained
+        loader = _model_loader(AutoModelForMaskedLM, raw)
     model = _load("model", path, loader, dtype=pick_dtype(dev, dtype),
                   trust_remote_code=trust_remote_code)
     model.to(dev).eval()

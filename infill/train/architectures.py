@@ -15,6 +15,9 @@ from infill.train.data import SpecialIds
 AR_SHAPES = {
     "target": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=7,
                    num_attention_heads=6, num_key_value_heads=2),
+    # ~26.7M: twice the target, for shipping in int8 (`infill train export --int8`)
+    "target_l": dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
+                     num_attention_heads=8, num_key_value_heads=2),
     "draft": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=3,
                   num_attention_heads=2, num_key_value_heads=1),
     "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,

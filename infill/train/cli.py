@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     prep.add_argument("--tokenizer", type=Path, help="reuse this tokenizer instead of training one")
     prep.set_defaults(run=_prep)
 
-    for kind, shapes in (("ar", ("target", "draft", "tiny")), ("diffusion", ("diffusion", "tiny"))):
+    for kind, shapes in (("ar", ("target", "target_l", "draft", "tiny")), ("diffusion", ("diffusion", "tiny"))):
         p = sub.add_parser(kind, help=f"train an {kind} model for a time budget (resumable)")
         p.add_argument("--data", type=Path, required=True, help="folder written by `infill train prep`")
         p.add_argument("--out", type=Path, required=True)
@@ -53,6 +53,8 @@ def add_parser(subparsers) -> None:
     export.add_argument("--out", type=Path, help="default: the package's models/default")
     export.add_argument("--only", nargs="+", choices=("target", "draft", "diffusion"),
                         help="export these roles and keep the others (default: all three)")
+    export.add_argument("--int8", action="store_true",
+                        help="store matrices as int8 with a scale per row: half the bytes")
     export.set_defaults(run=_export)
 
     held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
@@ -95,7 +97,7 @@ def _export(args) -> int:
     from infill.train.export import DEFAULT_DIR, export
 
     roles = tuple(args.only) if args.only else ("target", "draft", "diffusion")
-    print(json.dumps(export(args.work_dir, args.out or DEFAULT_DIR, roles), indent=2))
+    print(json.dumps(export(args.work_dir, args.out or DEFAULT_DIR, roles, args.int8), indent=2))
     return 0
 
 

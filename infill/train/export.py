@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedTokenizerFast
 
+from infill.models import compact
 from infill.models.loading import DEFAULT_DIR
 
 BUDGET_BYTES = 48 * 1024 * 1024
@@ -20,11 +21,12 @@ ROLES = {"target": ("ar", AutoModelForCausalLM), "draft": ("ar", AutoModelForCau
          "diffusion": ("diffusion", AutoModelForMaskedLM)}
 
 
-def export(work_dir: Path, out_dir: Path = DEFAULT_DIR, roles: tuple[str, ...] = tuple(ROLES)
-           ) -> dict:
-    """Exports the named roles (the others stay as they are) and checks the total budget."""
+def export(work_dir: Path, out_dir: Path = DEFAULT_DIR, roles: tuple[str, ...] = tuple(ROLES),
+           int8: bool = False) -> dict:
+    """Exports the named roles (the others stay as they are) and checks the total budget.
+    int8: store matrices as int8 with a scale per row (infill/models/compact.py)."""
     for role in roles:
-        _export_role(work_dir, out_dir, role)
+        _export_role(work_dir, out_dir, role, int8)
     sizes = {role: sum(p.stat().st_size for p in (out_dir / role).glob("*.safetensors"))
              for role in ROLES}
     total = sum(sizes.values())
@@ -33,16 +35,19 @@ def export(work_dir: Path, out_dir: Path = DEFAULT_DIR, roles: tuple[str, ...] =
     return {"bytes": sizes, "total_mib": round(total / 2**20, 2)}
 
 
-def _export_role(work_dir: Path, out_dir: Path, role: str) -> None:
+def _export_role(work_dir: Path, out_dir: Path, role: str, int8: bool) -> None:
     loader = ROLES[role][1]
     checkpoint = work_dir / role / "checkpoint"
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     model = loader.from_pretrained(str(checkpoint), dtype=torch.bfloat16)
     model.config.infill_context = state["config"]["seq_len"]
     target = out_dir / role
-    target.mkdir(parents=True, exist_ok=True)
-    for old in target.glob("*.safetensors*"):
-        old.unlink()
-    model.save_pretrained(str(target), max_shard_size="1GB")
+    if int8:
+        compact.save(model, target)
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        for old in target.glob("*.safetensors*"):
+            old.unlink()
+        model.save_pretrained(str(target), max_shard_size="1GB")
     PreTrainedTokenizerFast.from_pretrained(str(checkpoint)).save_pretrained(str(target))
     (target / "generation_config.json").unlink(missing_ok=True)

@@ -104,3 +104,23 @@ def test_export_replaces_only_the_named_role(data_dir, tmp_path):
     assert config["infill_context"] == 64 and config["hidden_size"] == 32
     assert (shipped / "draft" / "model.safetensors").read_bytes() == draft_before
     assert result["bytes"]["target"] < 1_000_000 and result["total_mib"] < 48
+
+
+def test_export_int8_halves_the_bytes_and_still_loads(data_dir, tmp_path):
+    import shutil
+
+    from infill.models.loading import DEFAULT_DIR, load_ar
+    from infill.train.export import export
+
+    work = tmp_path / "work"
+    train(TrainConfig(kind="ar", shape="tiny", data_dir=str(data_dir), out_dir=str(work / "target"),
+                      batch_size=4, seq_len=64, workers=0, eval_every_s=1e9, max_steps=1,
+                      device="cpu"))
+    plain, small = tmp_path / "plain", tmp_path / "small"
+    shutil.copytree(DEFAULT_DIR, plain)
+    shutil.copytree(DEFAULT_DIR, small)
+    a = export(work, plain, roles=("target",))["bytes"]["target"]
+    b = export(work, small, roles=("target",), int8=True)["bytes"]["target"]
+    assert b < a  # the tiny model's small matrices stay bf16; real shapes halve (test_compact)
+    assert json.loads((small / "target" / "config.json").read_text())["infill_weights"] == "int8-rowwise"
+    assert load_ar(str(small / "target"), device="cpu").context == 64
