@@ -27,7 +27,7 @@ class PrefixKV:
         self.cache = None
         self.ids: list[int] = []
         # transformers renamed `past_key_values` to `cache` (5.2x); accept either
-        forward_params = inspect.signature(model.forward).parameters
+        forward_params = inspect.signature(type(model).forward).parameters  # not a wrapper
         self.cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
 
     def reset(self) -> None:

@@ -8,6 +8,13 @@ Each round feeds the pending token and the draft to the target in one forward, a
 of the draft by the exact rule (`sampling.accept_drafts`) and rolls the cache back to what was
 accepted. Without a drafter a round is one plain decoding step, so plain and speculative
 decoding share every line but the draft.
+
+The cache is `static.StaticKV` where the model allows it (Llama/Qwen2: a preallocated cache,
+a hand-written forward, CUDA graphs on a GPU), else `cache.PrefixKV` over HF's own forward.
+Greedy rounds bring only the target's argmax ids to the host: one synchronisation per round.
+Where the verify step has static shapes (CUDA graphs), verifying 16 tokens costs about what one
+does, so drafts that cost no forward (n-gram lookup) are proposed at up to `FREE_DRAFT` tokens
+and only model drafts follow the adaptive length.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from speculative.cache import PrefixKV
 from speculative.cancel import Cancelled  # noqa: F401  (re-exported)
 from speculative.drafters import AdaptiveLength, Draft
-from speculative.sampling import accept_drafts, draw, probabilities
+from speculative.sampling import accept_drafts, accept_greedy, draw, probabilities
+from speculative.static import LOGIT_BUCKETS, StaticKV, kv_cache
+
+FREE_DRAFT = LOGIT_BUCKETS[-2] - 1  # 15 drafts + the pending token: one 16-token bucket
 
 
 @dataclass
@@ -42,8 +51,10 @@ class DecodeResult:
 class Decoder:
     """Owns the target's KV cache, so consecutive calls reuse the shared prompt prefix."""
 
-    def __init__(self, model):
-        self.kv = PrefixKV(model)
+    def __init__(self, model, kv=None):
+        """kv: a cache to use instead of the model's default (`static.kv_cache(model)`)."""
+        self.kv = kv if kv is not None else kv_cache(model)
+        self.wide_verify = isinstance(self.kv, StaticKV) and self.kv.engine.static_shapes
 
     @torch.inference_mode()
     def generate(self, prompt_ids: list[int], *, max_new_tokens: int, stop_ids: set[int],
@@ -56,8 +67,10 @@ class Decoder:
         if is_cancelled and is_cancelled():
             raise Cancelled()
         logits, reused = self.kv.prefill(prompt_ids)
-        first = probabilities(logits, temperature, top_p)
-        pending = int(first.argmax()) if greedy else draw(first, generator)
+        if greedy:
+            pending = int(logits.argmax())
+        else:
+            pending = draw(probabilities(logits, temperature, top_p), generator)
         result = DecodeResult([], 1, "max_tokens", reused_prompt_tokens=reused)
 
         def take(token: int) -> bool:
@@ -79,15 +92,20 @@ class Decoder:
             room = max_new_tokens - len(result.tokens)
             draft = Draft([], None)
             if drafter is not None:
+                extra = {"free_k": min(FREE_DRAFT, room)} if self.wide_verify else {}
                 draft = drafter.propose(prompt_ids + result.tokens, min(lengths.k, room),
-                                        temperature, top_p, generator)
+                                        temperature, top_p, generator, **extra)
             logits = self.kv.feed([pending] + draft.tokens)
             result.forwards += 1
-            p = probabilities(logits, temperature, top_p)
-            n, pending = accept_drafts(p, draft.tokens, draft.q, generator, greedy)
+            if greedy:
+                n, pending = accept_greedy(logits.argmax(-1).tolist(), draft.tokens)
+            else:
+                p = probabilities(logits, temperature, top_p)
+                n, pending = accept_drafts(p, draft.tokens, draft.q, generator, greedy)
             self.kv.rollback(len(prompt_ids) + len(result.tokens) + n)
             if drafter is not None:
-                lengths.update(len(draft.tokens), n)
+                if draft.forwards or not self.wide_verify:
+                    lengths.update(len(draft.tokens), n)
                 result.drafted += len(draft.tokens)
                 result.accepted += n
                 result.draft_forwards += draft.forwards

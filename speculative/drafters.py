@@ -6,22 +6,27 @@
   stopping early when its confidence drops below `p_min` (llama.cpp's draft-p-min).
 - `CombinedDrafter`: the n-gram draft when one exists, else the model's.
 - `AdaptiveLength`: the draft length follows the acceptance history.
+
+`propose(context, k, ..., free_k=None)`: k bounds a draft that costs forwards; `free_k`, when
+the caller gives it, bounds one that does not (an n-gram draft), which may then be longer.
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import torch
 
-from speculative.cache import PrefixKV
 from speculative.sampling import draw, probabilities
+from speculative.static import kv_cache
 
 
 @dataclass
 class Draft:
     tokens: list[int]
     q: torch.Tensor | None  # [len(tokens), V] draft distributions; None means q = 1
+    # (greedy drafts carry none either: greedy acceptance compares tokens only)
     forwards: int = 0
 
 
@@ -30,51 +35,86 @@ class NgramDrafter:
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
 
     def propose(self, context: list[int], k: int, temperature: float = 0.0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> Draft:
+                generator: torch.Generator | None = None, free_k: int | None = None) -> Draft:
         """The k tokens that followed the latest earlier occurrence of the context's last n-gram."""
+        k = k if free_k is None else free_k
+        if k <= 0:
+            return Draft([], None)
+        try:  # the search runs in C over the ids' bytes: it is on every round's critical path
+            data = array("I", context).tobytes()
+        except OverflowError:
+            data = None
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
             if len(context) <= n:
                 continue
-            tail = context[-n:]
-            for start in range(len(context) - n - 1, -1, -1):
-                if context[start:start + n] == tail:
-                    follow = context[start + n:start + n + k]
-                    if follow:
-                        return Draft(follow, None)
+            if data is None:
+                start = _latest_slow(context, n)
+            else:
+                start = _latest(data, array("I", context[-n:]).tobytes(),
+                                (len(context) - 1) * 4, 4)
+            if start >= 0:
+                return Draft(context[start + n:start + n + k], None)
         return Draft([], None)
+
+
+def _latest(data: bytes, tail: bytes, end: int, width: int) -> int:
+    """Token index of the latest occurrence of `tail` inside data[:end], aligned to whole
+    tokens of `width` bytes; -1 when there is none."""
+    while True:
+        at = data.rfind(tail, 0, end)
+        if at < 0 or at % width == 0:
+            return at // width if at >= 0 else -1
+        end = at + len(tail) - 1  # an unaligned match: look further left
+
+
+def _latest_slow(context: list[int], n: int) -> int:
+    tail = context[-n:]
+    for start in range(len(context) - n - 1, -1, -1):
+        if context[start:start + n] == tail:
+            return start
+    return -1
 
 
 class ModelDrafter:
     def __init__(self, model, p_min: float = 0.0):
-        self.kv = PrefixKV(model)
+        self.kv = kv_cache(model)
         self.p_min = p_min
 
     def propose(self, context: list[int], k: int, temperature: float = 0.0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> Draft:
+                generator: torch.Generator | None = None, free_k: int | None = None) -> Draft:
         if k <= 0:
             return Draft([], None)
         logits, _ = self.kv.prefill(context)
         tokens, dists, forwards = [], [], 1
         while True:
-            q = probabilities(logits, temperature, top_p)
-            token = int(q.argmax()) if temperature <= 0 else draw(q, generator)
-            if tokens and float(q[token]) < self.p_min:
+            if temperature <= 0:  # the argmax, and its softmax probability for p_min
+                best = logits.float().argmax()
+                token, confidence = torch.stack(
+                    (best.float(), torch.softmax(logits.float(), -1)[best])).tolist()
+                token, q = int(token), None
+            else:
+                q = probabilities(logits, temperature, top_p)
+                token = draw(q, generator)
+                confidence = float(q[token])
+            if tokens and confidence < self.p_min:
                 break
             tokens.append(token)
-            dists.append(q)
+            if q is not None:
+                dists.append(q)
             if len(tokens) == k:
                 break
             logits = self.kv.feed([token])[-1]
             forwards += 1
-        return Draft(tokens, torch.stack(dists).cpu(), forwards)
+        return Draft(tokens, torch.stack(dists).cpu() if dists else None, forwards)
 
 
 class CombinedDrafter:
     def __init__(self, ngram: NgramDrafter, model: ModelDrafter):
         self.ngram, self.model = ngram, model
 
-    def propose(self, context, k, temperature=0.0, top_p=1.0, generator=None) -> Draft:
-        draft = self.ngram.propose(context, k, temperature, top_p, generator)
+    def propose(self, context, k, temperature=0.0, top_p=1.0, generator=None,
+                free_k=None) -> Draft:
+        draft = self.ngram.propose(context, k, temperature, top_p, generator, free_k)
         if len(draft.tokens) >= min(k, 2):
             return draft
         return self.model.propose(context, k, temperature, top_p, generator)

@@ -29,6 +29,15 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     return int(torch.multinomial(probs.float().cpu(), 1, generator=generator))
 
 
+def accept_greedy(best: list[int], drafts: list[int]) -> tuple[int, int]:
+    """Greedy acceptance from the target's argmax at each draft position and one after the
+    last: the drafts that match it, then the target's own next token."""
+    n = 0
+    while n < len(drafts) and drafts[n] == best[n]:
+        n += 1
+    return n, best[n]
+
+
 def accept_drafts(p: torch.Tensor, drafts: list[int], q: torch.Tensor | None,
                   generator: torch.Generator | None, greedy: bool) -> tuple[int, int]:
     """(number of drafts accepted, the token that follows them).
@@ -38,13 +47,9 @@ def accept_drafts(p: torch.Tensor, drafts: list[int], q: torch.Tensor | None,
     which count as q = one-hot on the drafted token. On rejection the next token is drawn from
     norm(max(0, p - q)); when every draft is accepted, from p after the last (the bonus token).
     """
-    p = p.float().cpu()
     if greedy:
-        for i, token in enumerate(drafts):
-            best = int(p[i].argmax())
-            if best != token:
-                return i, best
-        return len(drafts), int(p[len(drafts)].argmax())
+        return accept_greedy(p.argmax(-1).tolist(), drafts)
+    p = p.float().cpu()
     uniforms = torch.rand(len(drafts), generator=generator)
     for i, token in enumerate(drafts):
         q_token = 1.0 if q is None else float(q[i, token])

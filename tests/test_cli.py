@@ -67,3 +67,22 @@ def test_not_utf8_file(capsys, tmp_path):
     path.write_bytes(b"\xff\xfe\x00bad")
     code, _, err = run(capsys, "complete", str(path), "--line", "1", "--col", "1")
     assert code == 2 and "not UTF-8" in err
+
+
+def test_the_command_line_builds_without_tree_sitter_pygls_or_rapidfuzz():
+    """The GPU machine trains and benchmarks with `infill ...` and has none of them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name.split('.')[0] in ('tree_sitter', 'pygls', 'rapidfuzz', 'lsprotocol'):\n"
+        "        raise ImportError(name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        "from infill.cli import build_parser\n"
+        "build_parser().parse_args(['train', 'ar', '--data', 'd', '--out', 'o'])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

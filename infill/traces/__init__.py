@@ -34,9 +34,7 @@ milliseconds since the trace began (non-decreasing). Positions are LSP positions
 Replaying the `change` events over the `open` text gives the file back (`format.final_texts`).
 What the user is about to type at a request is read from the later changes
 (`format.future_typing`): that is how a suggestion's acceptance is simulated.
+
+The package imports nothing itself: `infill` builds its command line from `traces.cli` on
+machines without tree-sitter too (the GPU machine trains there).
 """
-
-from infill.traces.format import (Document, final_texts, future_typing, read_trace, typed_chars,
-                                  write_trace)
-
-__all__ = ["Document", "final_texts", "future_typing", "read_trace", "typed_chars", "write_trace"]

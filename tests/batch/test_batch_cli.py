@@ -28,6 +28,7 @@ def stable(rows):
 
 def test_rows_carry_the_listed_fields_in_input_order(tiny_models, tmp_path, capsys):
     tasks = code_tasks(6, seed=1, longest=300)
+    tasks[0]["suffix"] = "\nprint(1)\n"  # the cursor at a line's end: `auto` sends it to AR
     tasks[1]["suffix"] = "x)\n"  # code after the cursor: `auto` sends it to diffusion
     src = write_jsonl(tmp_path / "in.jsonl", tasks)
     out = tmp_path / "out.jsonl"

@@ -1,0 +1,508 @@
+"""A static KV cache and a small hand-written forward for Llama/Qwen2-family causal LMs.
+
+gpt-fast style: K/V live in preallocated tensors [layers, kv_heads, capacity, head_dim], a
+cache is the list of token ids it holds (its length is the pointer), rolling back is shortening
+that list, and a new prompt reuses the longest common prefix, as `PrefixKV` does. The forward
+reads the HF model's own weights (q/k/v fused into one matrix, Qwen2's biases included), so it
+needs no second copy of the model and computes what HF computes: RMSNorm, RoPE from the model's
+own rotary module (so rope_theta and static rope scalings are the checkpoint's), attention over
+the cache with an explicit mask (a key is visible to a query when its position is <= the
+query's), tied or untied lm_head.
+
+Two ways to run a step over the same code:
+- eager, any device: the inputs have their real length and attention reads the cache up to the
+  last written position (the CPU default);
+- static shapes: the tokens are padded to a bucket (1, 2, 4, ... 32; a prompt goes in chunks
+  padded to 64 ... 1024) and attention reads the whole capacity under the mask. Padded
+  positions are written past the pointer and are never visible to a real token. On CUDA each
+  bucket is captured once as a CUDA graph over static input buffers and replayed (the default
+  there). `graphs="emulate"` runs the same capture sequence on any device with an eager
+  stand-in for the graph that refills the same static output tensor at each replay: how the
+  graph path is tested on a CPU.
+
+A model this file cannot run exactly (another architecture, sliding-window attention, a rope
+scaling that depends on the sequence length, quantized or offloaded weights) gets `PrefixKV`
+from `kv_cache`, and `SPECULATIVE_STATIC=0` forces that everywhere (`eager`: no CUDA graphs).
+A model whose forward is wrapped or hooked runs through that forward (see `StaticKV`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import weakref
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from speculative.cache import PrefixKV, common_prefix
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPES = {"llama", "qwen2"}
+STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # cos/sin depend on the position only
+LOGIT_BUCKETS = (1, 2, 4, 8, 16, 32)  # decode and verify: the graph ends with the logits
+CHUNK_BUCKETS = (64, 128, 256, 512, 1024)  # prefill chunks: the graph ends with the hidden states
+MIN_CAPACITY = 1024
+
+
+def unsupported_reason(model) -> str | None:
+    """Why the static path cannot run this model exactly, or None when it can."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in MODEL_TYPES:
+        return f"model type {getattr(config, 'model_type', None)!r} (static path: llama, qwen2)"
+    inner = getattr(model, "model", None)
+    for name in ("embed_tokens", "layers", "norm", "rotary_emb"):
+        if not hasattr(inner, name):
+            return f"no model.{name}"
+    if not isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
+        return "no lm_head"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act}"
+    rope = getattr(inner.rotary_emb, "rope_type", "default")
+    if rope not in STATIC_ROPE:
+        return f"rope type {rope!r} (static path: {', '.join(sorted(STATIC_ROPE))})"
+    if any(t != "full_attention" for t in getattr(config, "layer_types", None) or []):
+        return "sliding-window layers"
+    devices = set((getattr(model, "hf_device_map", None) or {}).values())
+    if len(devices) > 1:
+        return "model split over devices"
+    tensors, linears = [], [model.lm_head]
+    for layer in _layers(model):
+        attn, mlp = layer.self_attn, layer.mlp
+        if getattr(attn, "sliding_window", None) is not None:
+            return "sliding-window attention"
+        linears += [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
+                    mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        tensors += [layer.input_layernorm.weight, layer.post_attention_layernorm.weight]
+    for module in linears:
+        if type(module) is not torch.nn.Linear or hasattr(module, "_hf_hook"):
+            return f"{type(module).__name__} layers (quantized or offloaded weights)"
+        tensors += [t for t in (module.weight, module.bias) if t is not None]
+    tensors += [inner.embed_tokens.weight, inner.norm.weight]
+    if len({(t.device, t.dtype) for t in tensors}) != 1 or not tensors[0].is_floating_point():
+        return "weights of several devices or dtypes"
+    return None
+
+
+def _layers(model):
+    return list(model.model.layers[: model.config.num_hidden_layers])
+
+
+def _eps(norm) -> float:
+    return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+
+
+@dataclass
+class _Layer:
+    input_norm: torch.Tensor
+    qkv: torch.Tensor  # q, k and v weights stacked: one matmul
+    qkv_bias: torch.Tensor | None
+    o: torch.Tensor
+    o_bias: torch.Tensor | None
+    post_norm: torch.Tensor
+    gate: torch.Tensor
+    gate_bias: torch.Tensor | None
+    up: torch.Tensor
+    up_bias: torch.Tensor | None
+    down: torch.Tensor
+    down_bias: torch.Tensor | None
+    eps: float
+    post_eps: float
+    scaling: float
+
+
+def _stack_qkv(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
+    projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+    weight = torch.cat([p.weight for p in projs])
+    if all(p.bias is None for p in projs):
+        return weight, None
+    return weight, torch.cat([p.bias if p.bias is not None else
+                              torch.zeros(p.out_features, dtype=weight.dtype, device=weight.device)
+                              for p in projs])
+
+
+def _version(tensor: torch.Tensor) -> int:
+    try:
+        return tensor._version
+    except RuntimeError:  # an inference tensor (made under inference_mode) cannot change
+        return 0
+
+
+def _attention_backends():
+    """On CUDA, SDPA's memory-efficient kernel (math as the fallback): it takes an arbitrary
+    mask, is captured by CUDA graphs, and does not depend on the cuDNN version (cuDNN's
+    attention, first on Hopper in recent PyTorch, has had mask and graph-capture bugs)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
+def _linear_residual(x, a, weight, bias):
+    """x + a @ weight.T: one kernel (addmm) where there is no bias."""
+    if bias is None:
+        return torch.addmm(x, a, weight.t())
+    return x + F.linear(a, weight, bias)
+
+
+class StaticModel:
+    """The weights, the cache tensors and the captured steps of one model (shared by all its
+    `StaticKV`s; `owner` is the one whose tokens the cache tensors hold)."""
+
+    def __init__(self, model, *, graphs: bool | str | None = None,
+                 static_shapes: bool | None = None, buckets: tuple[int, ...] | None = None,
+                 min_capacity: int = MIN_CAPACITY):
+        """graphs: None (CUDA graphs on a CUDA device), True, False or "emulate";
+        static_shapes: pad to buckets and attend over the whole cache even without graphs."""
+        reason = unsupported_reason(model)
+        if reason:
+            raise ValueError(f"static KV cache unsupported: {reason}")
+        if graphs is True and model.lm_head.weight.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA model")
+        self.model_ref = weakref.ref(model)
+        self.options = (graphs, static_shapes)
+        self.buckets = tuple(sorted(buckets or LOGIT_BUCKETS + CHUNK_BUCKETS))
+        self.min_capacity = min_capacity
+        self.owner = None
+        self.capacity = 0
+        self._build()
+
+    # --- weights and buffers -------------------------------------------------------------
+
+    def _build(self) -> None:
+        """Read the model: at the start, and again when its weights moved (`model.to(...)`)."""
+        model = self.model_ref()
+        config, inner = model.config, model.model
+        graphs, static_shapes = self.options
+        self.device = model.lm_head.weight.device
+        cuda = self.device.type == "cuda"
+        # CUDA graphs by default on a CUDA device; none once the model has moved off one
+        self.graphs = cuda if graphs is None or (graphs is True and not cuda) else graphs
+        self.static_shapes = bool(self.graphs) or bool(static_shapes)
+        self.dtype = model.lm_head.weight.dtype
+        first = _layers(model)[0].self_attn
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        self.head_dim = first.q_proj.out_features // self.heads
+        self.hidden = config.hidden_size
+        with torch.inference_mode():
+            self.layers = [self._layer(layer) for layer in _layers(model)]
+        self.embed = inner.embed_tokens.weight
+        self.final_norm, self.final_eps = inner.norm.weight, _eps(inner.norm)
+        self.lm_head, self.lm_head_bias = model.lm_head.weight, model.lm_head.bias
+        self.parameters = list(model.parameters())
+        self.fingerprint = self._fingerprint()
+        self.capacity, self.steps, self.owner = 0, {}, None
+
+    def _layer(self, layer) -> _Layer:
+        attn, mlp = layer.self_attn, layer.mlp
+        qkv, qkv_bias = _stack_qkv(attn)
+        return _Layer(layer.input_layernorm.weight, qkv, qkv_bias, attn.o_proj.weight,
+                      attn.o_proj.bias, layer.post_attention_layernorm.weight,
+                      mlp.gate_proj.weight, mlp.gate_proj.bias, mlp.up_proj.weight,
+                      mlp.up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias,
+                      _eps(layer.input_layernorm), _eps(layer.post_attention_layernorm),
+                      float(getattr(attn, "scaling", self.head_dim ** -0.5)))
+
+    def _fingerprint(self):
+        """Where the weights live and their version counters: a training step changes the
+        versions (the stacked q/k/v copy is refreshed), `model.to(...)` the storage (rebuild)."""
+        return (tuple(t.data_ptr() for t in self.parameters),
+                tuple(_version(t) for t in self.parameters))
+
+    @torch.inference_mode()
+    def check_weights(self) -> None:
+        """Follow weights changed since the last call (cheap: two ints per parameter); the
+        cache starts over."""
+        now = self._fingerprint()
+        if now == self.fingerprint:
+            return
+        self.owner = None  # the cached K/V came from the old weights
+        if now[0] != self.fingerprint[0]:
+            log.info("static KV cache: the model's weights moved; rebuilding")
+            self._build()
+            return
+        for layer, attn in zip(self.layers, (lay.self_attn for lay in _layers(self.model_ref()))):
+            qkv, bias = _stack_qkv(attn)
+            layer.qkv.copy_(qkv)
+            if bias is not None:
+                layer.qkv_bias.copy_(bias)
+        self.fingerprint = self._fingerprint()
+
+    def _ensure_capacity(self, needed: int) -> None:
+        """Room for `needed` positions; a larger cache keeps its contents, and its steps are
+        captured again (over the new tensors) at the next static-shape run."""
+        if needed <= self.capacity:
+            return
+        capacity = max(self.min_capacity, 1 << (needed - 1).bit_length())
+        shape = (len(self.layers), self.kv_heads, capacity, self.head_dim)
+        k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        if self.capacity:
+            k[:, :, : self.capacity] = self.k
+            v[:, :, : self.capacity] = self.v
+        self.k, self.v, self.capacity = k, v, capacity
+        self.positions = torch.arange(capacity, device=self.device)
+        self.cos, self.sin = self._rope_tables(capacity)
+        self.steps = {}
+
+    def _rope_tables(self, capacity: int):
+        """cos and sign-folded sin per position, from the model's own rotary module, so that
+        q * cos + cat(q2, q1) * sin equals HF's q * cos + rotate_half(q) * sin."""
+        rotary = self.model_ref().model.rotary_emb
+        probe = torch.zeros(1, dtype=torch.float32, device=self.device)
+        cos, sin = rotary(probe, self.positions[None])
+        cos, sin = cos[0].float(), sin[0].float().clone()
+        sin[:, : self.head_dim // 2] *= -1
+        return cos.to(self.dtype), sin.to(self.dtype)
+
+    # --- the forward ---------------------------------------------------------------------
+
+    def forward(self, ids: torch.Tensor, start, attend: int) -> torch.Tensor:
+        """Final hidden states [T, hidden] of `ids` at positions start.., writing their K/V
+        into the cache; attention reads the first `attend` cache positions under the mask.
+        `start` is an int or a 1-element tensor (the graphs read it from their input buffer).
+        No host synchronisation: this is what a CUDA graph captures."""
+        t, group = ids.shape[0], self.heads // self.kv_heads
+        positions = self.positions[:t] + start
+        cos = self.cos.index_select(0, positions)[:, None]
+        sin = self.sin.index_select(0, positions)[:, None]
+        visible = self.positions[None, :attend] <= positions[:, None]
+        mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
+        mask = mask.masked_fill(~visible, float("-inf")).repeat(group, 1)[None, None]
+        x = F.embedding(ids, self.embed)
+        with _attention_backends() if self.device.type == "cuda" else contextlib.nullcontext():
+            x = self._layers(x, positions, cos, sin, mask, attend)
+        return F.rms_norm(x, (self.hidden,), self.final_norm, self.final_eps)
+
+    def _layers(self, x, positions, cos, sin, mask, attend: int) -> torch.Tensor:
+        t, heads, kv_heads, dim = x.shape[0], self.heads, self.kv_heads, self.head_dim
+        group, half = heads // kv_heads, dim // 2
+        for i, w in enumerate(self.layers):
+            h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
+            qkv = F.linear(h, w.qkv, w.qkv_bias)
+            qk = qkv[:, : (heads + kv_heads) * dim].view(t, heads + kv_heads, dim)
+            v = qkv[:, (heads + kv_heads) * dim:].view(t, kv_heads, dim)
+            roped = qk * cos
+            roped.addcmul_(torch.cat((qk[..., half:], qk[..., :half]), -1), sin)
+            q, k = roped[:, :heads], roped[:, heads:]
+            self.k[i].index_copy_(1, positions, k.transpose(0, 1))
+            self.v[i].index_copy_(1, positions, v.transpose(0, 1))
+            # grouped-query attention without copying K/V per head: the `group` query heads
+            # that share a KV head become `group` times as many query rows
+            q = q.reshape(t, kv_heads, group, dim).permute(1, 2, 0, 3)
+            q = q.reshape(1, kv_heads, group * t, dim)
+            a = F.scaled_dot_product_attention(q, self.k[i, None, :, :attend],
+                                               self.v[i, None, :, :attend], attn_mask=mask,
+                                               scale=w.scaling)
+            a = a.reshape(kv_heads, group, t, dim).permute(2, 0, 1, 3).reshape(t, heads * dim)
+            x = _linear_residual(x, a, w.o, w.o_bias)
+            h = F.rms_norm(x, (self.hidden,), w.post_norm, w.post_eps)
+            a = F.silu(F.linear(h, w.gate, w.gate_bias)).mul_(F.linear(h, w.up, w.up_bias))
+            x = _linear_residual(x, a, w.down, w.down_bias)
+        return x
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.lm_head, self.lm_head_bias)
+
+    # --- running ids through it ----------------------------------------------------------
+
+    @torch.inference_mode()
+    def run(self, ids: list[int], start: int, rows: str = "all") -> torch.Tensor:
+        """Logits of `ids` fed at positions start.. (rows "all": [len, V]; "last": [1, V])."""
+        n = len(ids)
+        if n == 0:
+            raise ValueError("no tokens to feed")
+        if not self.static_shapes:
+            self._ensure_capacity(start + n)
+            hidden = self.forward(torch.tensor(ids, device=self.device), start, start + n)
+            return self.logits(hidden[-1:] if rows == "last" else hidden)
+        largest = self.buckets[-1]
+        chunks = [(ids[i: i + largest], start + i) for i in range(0, n, largest)]
+        buckets = [next(b for b in self.buckets if b >= len(chunk)) for chunk, _ in chunks]
+        needed = max(at + bucket for (_, at), bucket in zip(chunks, buckets))  # padding included
+        if needed > self.capacity:
+            # a new cache is captured again; room past `needed` for the capture's warm-up runs,
+            # which write K/V at the very end of the cache
+            self._ensure_capacity(needed + largest)
+        if not self.steps:
+            self._prepare_steps()
+        out = []
+        for (chunk, at), bucket in zip(chunks, buckets):
+            step = self.steps[bucket]
+            result = step(chunk, at)[: len(chunk)]
+            if rows == "last":
+                if at + len(chunk) == start + n:
+                    out.append(result[-1:] if step.logits else self.logits(result[-1:]))
+            else:
+                out.append(result if step.logits else self.logits(result))
+        return torch.cat(out) if len(out) > 1 else out[0].clone()
+
+    def _prepare_steps(self) -> None:
+        steps = {b: _Step(self, b, logits=b <= LOGIT_BUCKETS[-1]) for b in self.buckets}
+        if self.graphs:
+            cuda = self.graphs is True
+            try:
+                with torch.cuda.device(self.device) if cuda else contextlib.nullcontext():
+                    pool = torch.cuda.graph_pool_handle() if cuda else None
+                    for bucket in sorted(steps, reverse=True):  # the largest first: one pool
+                        steps[bucket].capture(pool)
+            except Exception as exc:  # run the same steps eagerly rather than fail a request
+                log.warning("CUDA graph capture failed (%s); static shapes without graphs", exc)
+                self.graphs = False
+                steps = {b: _Step(self, b, logits=s.logits) for b, s in steps.items()}
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        self.steps = steps
+
+
+class _Step:
+    """One static-shape step: `bucket` tokens and the start position in one input buffer (one
+    host-to-device copy), a CUDA graph replay where captured, else the same function eagerly."""
+
+    def __init__(self, engine: StaticModel, bucket: int, logits: bool):
+        self.engine, self.bucket, self.logits = engine, bucket, logits
+        self.input = torch.zeros(bucket + 1, dtype=torch.long, device=engine.device)
+        self.graph = self.output = None
+
+    def _run(self) -> torch.Tensor:
+        hidden = self.engine.forward(self.input[:-1], self.input[-1:], self.engine.capacity)
+        return self.engine.logits(hidden) if self.logits else hidden
+
+    def capture(self, pool) -> None:
+        # warm-up and capture write K/V at the end of the cache, where no real token is yet
+        self.input[-1] = self.engine.capacity - self.bucket
+        if self.engine.graphs == "emulate":
+            for _ in range(2):
+                self._run()
+            self.graph = _EagerGraph(self._run)
+            self.output = self.graph.output
+            return
+        stream = torch.cuda.Stream(self.engine.device)
+        stream.wait_stream(torch.cuda.current_stream(self.engine.device))
+        with torch.cuda.stream(stream):  # warm up on a side stream, as PyTorch's docs say
+            for _ in range(2):
+                self._run()
+        torch.cuda.current_stream(self.engine.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            output = self._run()
+        self.graph, self.output = graph, output
+
+    def __call__(self, ids: list[int], start: int) -> torch.Tensor:
+        padded = list(ids) + [0] * (self.bucket - len(ids)) + [start]
+        self.input.copy_(torch.tensor(padded), non_blocking=True)
+        if self.graph is None:
+            return self._run()
+        self.graph.replay()
+        return self.output
+
+
+class _EagerGraph:
+    """A CUDA graph's contract without CUDA: replay refills the same output tensor."""
+
+    def __init__(self, run):
+        self.run = run
+        self.output = run()
+
+    def replay(self) -> None:
+        self.output.copy_(self.run())
+
+
+def _observed(model) -> bool:
+    """The model's forward is replaced on the instance or hooked: someone watches each step
+    (a probe, a wrapper, a profiler), and the static path would step around them."""
+    return "forward" in vars(model) or bool(model._forward_hooks or model._forward_pre_hooks)
+
+
+class StaticKV:
+    """`PrefixKV`'s interface over a `StaticModel`: the ids this cache holds are its length
+    pointer; rollback shortens them, prefill reuses their common prefix with the prompt.
+
+    While the model's forward is observed (`_observed`), a generation runs on a `PrefixKV`
+    through that forward instead, so whoever watches it sees every step."""
+
+    def __init__(self, engine: StaticModel):
+        self.engine = engine
+        self.ids: list[int] = []
+        self.hf: PrefixKV | None = None  # the cache of observed generations
+        self.active: PrefixKV | None = None  # set while one runs
+
+    def reset(self) -> None:
+        self.ids = []
+        if self.hf is not None:
+            self.hf.reset()
+
+    def rollback(self, length: int) -> None:
+        if self.active is not None:
+            self.active.rollback(length)
+        else:
+            del self.ids[length:]
+
+    def feed(self, ids: list[int], rows: str = "all") -> torch.Tensor:
+        """Append ids; returns the logits at their positions, [len(ids), V] ("last": [1, V])."""
+        if self.active is not None:
+            logits = self.active.feed(ids)
+            return logits[-1:] if rows == "last" else logits
+        if self.engine.owner is not self:  # another cache of this model wrote over ours
+            self.engine.owner = self
+            if self.ids:
+                self.engine.run(self.ids, 0, "last")
+        logits = self.engine.run(list(ids), len(self.ids), rows)
+        self.ids.extend(ids)
+        return logits
+
+    def prefill(self, prompt: list[int]) -> tuple[torch.Tensor, int]:
+        """Logits after the whole prompt, and how many prompt tokens were reused from the cache."""
+        model = self.engine.model_ref()
+        if model is not None and _observed(model):
+            self.active = self.hf = self.hf or PrefixKV(model)
+            return self.hf.prefill(prompt)
+        self.active = None
+        self.engine.check_weights()
+        reuse = 0
+        if self.engine.owner is self:
+            reuse = max(0, min(common_prefix(self.ids, prompt), len(prompt) - 1))
+        self.rollback(reuse)
+        if self.engine.owner is not self:
+            self.engine.owner = self  # nothing of ours to restore: start over
+        return self.feed(prompt[reuse:], rows="last")[-1], reuse
+
+
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def engine_for(model, **options) -> StaticModel:
+    """The model's shared `StaticModel` (made on first use; options apply then)."""
+    engine = _ENGINES.get(model)
+    if engine is None:
+        engine = _ENGINES[model] = StaticModel(model, **options)
+    return engine
+
+
+def kv_cache(model, static: bool | None = None):
+    """A `StaticKV` where the static path supports the model, else a `PrefixKV`.
+
+    static: None decides by the model and `SPECULATIVE_STATIC` (0: never; eager: no CUDA
+    graphs); True insists (ValueError when unsupported); False gives `PrefixKV`.
+    """
+    mode = os.environ.get("SPECULATIVE_STATIC", "1").strip().lower()
+    if static is False or (static is None and mode in ("0", "false", "off", "no")):
+        return PrefixKV(model)
+    if model in _ENGINES:
+        return StaticKV(_ENGINES[model])
+    options = {"graphs": False} if mode == "eager" else {}
+    if static is None:
+        reason = unsupported_reason(model)
+        if reason:
+            log.info("static KV cache unsupported (%s): HF cache instead", reason)
+            return PrefixKV(model)
+    try:
+        return StaticKV(engine_for(model, **options))
+    except Exception as exc:
+        if static:
+            raise
+        log.warning("static KV cache failed to start (%s): HF cache instead", exc)
+        return PrefixKV(model)

@@ -1,0 +1,249 @@
+"""The static KV cache computes what HF computes: the same logits for Llama and Qwen2 (GQA,
+biases, rope scalings), after rollback and prefix reuse, padded to a bucket or not, through the
+CUDA-graph sequence (emulated on the CPU); greedy decoding through it equals the target alone."""
+
+import random
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from speculative.cache import PrefixKV
+from speculative.decode import Decoder
+from speculative.drafters import ModelDrafter, NgramDrafter, _latest_slow
+from speculative.static import StaticKV, StaticModel, kv_cache, unsupported_reason
+
+SMALL = dict(vocab_size=48, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+             max_position_embeddings=512)
+
+
+def llama(seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = LlamaConfig(**{**SMALL, "num_attention_heads": 4, "num_key_value_heads": 2,
+                            **overrides})
+    return LlamaForCausalLM(config).eval()
+
+
+def qwen2(seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = Qwen2Config(**{**SMALL, "num_attention_heads": 4, "num_key_value_heads": 1,
+                            "tie_word_embeddings": False, "rope_theta": 1e6, **overrides})
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():  # HF starts biases at zero: make them count
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    return model
+
+
+def sharp(model, scale=8.0):
+    """Sharper random distributions: long, varied greedy outputs without near-ties."""
+    with torch.no_grad():
+        model.lm_head.weight.mul_(scale)
+    return model
+
+
+MODELS = {
+    "llama-gqa": lambda: llama(),
+    "llama-mha-biases": lambda: llama(num_key_value_heads=4, attention_bias=True, mlp_bias=True),
+    "llama3-rope": lambda: llama(rope_parameters={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16, "rope_theta": 5e5}),
+    "linear-rope": lambda: llama(rope_parameters={"rope_type": "linear", "factor": 2.0,
+                                                  "rope_theta": 1e4}),
+    "yarn-rope": lambda: qwen2(rope_parameters={"rope_type": "yarn", "factor": 4.0,
+                                                "original_max_position_embeddings": 16,
+                                                "rope_theta": 1e4}),
+    "qwen2-gqa-untied": lambda: qwen2(),
+    "qwen2-tied": lambda: qwen2(tie_word_embeddings=True, num_key_value_heads=2),
+}
+MODES = {
+    "eager": dict(graphs=False),
+    "static-shapes": dict(graphs=False, static_shapes=True, buckets=(1, 2, 4, 8, 16, 64)),
+    "emulated-graphs": dict(graphs="emulate", buckets=(1, 2, 4, 8, 16, 64), min_capacity=16),
+}
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+def close(a, b):
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_equal_hf(name):
+    model = MODELS[name]()
+    assert unsupported_reason(model) is None
+    ids = random.Random(0).choices(range(48), k=150)  # past the chunk bucket (64)
+    reference = hf_logits(model, ids)
+    for mode in MODES.values():
+        kv = StaticKV(StaticModel(model, **mode))
+        close(kv.feed(ids[:100]), reference[:100])
+        close(kv.feed(ids[100:103]), reference[100:103])  # padded to a bucket of 4
+        close(kv.feed(ids[103:]), reference[103:])
+        kv.rollback(20)
+        close(kv.prefill(ids[:60])[0], reference[59])  # after rollback, reusing 20
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rollback_and_prefix_reuse_give_the_logits_of_a_fresh_prefill(mode):
+    model = llama(seed=4)
+    first = list(range(1, 40))
+    second = first[:12] + [30, 31, 5, 6]
+    kv = StaticKV(StaticModel(model, **MODES[mode]))
+    kv.prefill(first)
+    kv.feed([7, 8, 9])
+    kv.rollback(len(first))
+    reused_logits, reused = kv.prefill(second)
+    fresh_logits, fresh_reused = StaticKV(StaticModel(model, **MODES[mode])).prefill(second)
+    assert reused == 12 and fresh_reused == 0
+    close(reused_logits, fresh_logits)
+    close(fresh_logits, hf_logits(model, second)[-1])
+
+
+def test_padded_verify_equals_unpadded():
+    model = qwen2(seed=5)
+    prompt = list(range(3, 30))
+    eager = StaticKV(StaticModel(model, graphs=False))
+    padded = StaticKV(StaticModel(model, **MODES["emulated-graphs"]))
+    for kv in (eager, padded):
+        kv.prefill(prompt)
+    for draft in ([5], [5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9], list(range(17))):
+        close(padded.feed(draft), eager.feed(draft))  # buckets 1, 4, 16 and 2 x 16 + 1
+        padded.rollback(len(prompt))
+        eager.rollback(len(prompt))
+
+
+def test_emulated_graphs_replay_into_one_output_and_logits_survive_the_next_step():
+    model = llama(seed=6)
+    engine = StaticModel(model, **MODES["emulated-graphs"])
+    kv = StaticKV(engine)
+    first = kv.feed([1, 2, 3])
+    kept = first.clone()
+    second = kv.feed([4, 5, 6])  # the same bucket (4): the same static output tensor
+    assert engine.steps[4].output.data_ptr() != first.data_ptr()  # what feed returned is a copy
+    close(first, kept)
+    close(second, hf_logits(model, [1, 2, 3, 4, 5, 6])[3:])
+
+
+def test_a_growing_cache_keeps_its_tokens_through_each_new_capture():
+    model = qwen2(seed=9)
+    engine = StaticModel(model, graphs="emulate", buckets=(1, 2, 4), min_capacity=4)
+    kv = StaticKV(engine)
+    ids = random.Random(1).choices(range(48), k=40)
+    reference = hf_logits(model, ids)
+    close(kv.feed(ids[:6]), reference[:6])
+    for i in range(6, 40):  # grows (and captures its steps again) at 8, 16, 32 and 64
+        close(kv.feed([ids[i]]), reference[i:i + 1])
+    assert engine.capacity == 64
+
+
+def test_caches_sharing_a_model_restore_their_own_tokens():
+    model = llama(seed=7)
+    engine = StaticModel(model, graphs=False)
+    a, b = StaticKV(engine), StaticKV(engine)
+    a.prefill([1, 2, 3, 4])
+    b.prefill([9, 9, 9, 9, 9, 9])
+    close(a.feed([5]), hf_logits(model, [1, 2, 3, 4, 5])[-1:])
+    logits, reused = b.prefill([9, 9, 9, 9, 9, 9, 8])
+    assert reused == 0  # a wrote over b's cache in between
+    close(logits, hf_logits(model, [9, 9, 9, 9, 9, 9, 8])[-1])
+
+
+def test_weights_changed_in_place_are_picked_up():
+    model = llama(seed=8)
+    kv = StaticKV(StaticModel(model, graphs=False))
+    kv.prefill([1, 2, 3])
+    with torch.no_grad():
+        model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
+    logits, reused = kv.prefill([1, 2, 3, 4])
+    close(logits, hf_logits(model, [1, 2, 3, 4])[-1])
+
+
+def test_unsupported_models_fall_back_to_the_hf_cache(monkeypatch):
+    sliding = qwen2(use_sliding_window=True, max_window_layers=0, sliding_window=8)
+    dynamic = llama(rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4})
+    for model in (sliding, dynamic):
+        assert unsupported_reason(model)
+        assert isinstance(kv_cache(model), PrefixKV)
+    assert isinstance(kv_cache(llama()), StaticKV)
+    monkeypatch.setenv("SPECULATIVE_STATIC", "0")
+    assert isinstance(kv_cache(llama()), PrefixKV)
+
+
+PROMPTS = [[1, 5, 9, 2, 7], [3, 3, 3, 4, 11, 12, 3, 3], [20, 21, 22, 23, 20, 21]]
+
+
+@pytest.mark.parametrize("mode", ["eager", "emulated-graphs"])
+def test_greedy_speculative_equals_plain_hf_decoding(mode):
+    target = sharp(qwen2(seed=10, num_hidden_layers=2))
+    draft = sharp(llama(seed=11, num_hidden_layers=1))
+    engine = StaticModel(target, **MODES[mode])
+    for prompt in PROMPTS:
+        plain = Decoder(target, kv=PrefixKV(target)).generate(prompt, max_new_tokens=40,
+                                                              stop_ids=set())
+        static = Decoder(target, kv=StaticKV(engine))
+        for drafter in (None, NgramDrafter(), ModelDrafter(draft)):
+            fast = static.generate(prompt, max_new_tokens=40, stop_ids=set(), drafter=drafter)
+            assert fast.tokens == plain.tokens
+            assert drafter is None or fast.drafted > 0
+        # the next call reuses the prompt and its completion
+        again = static.generate(prompt + plain.tokens[:5], max_new_tokens=10, stop_ids=set())
+        assert again.reused_prompt_tokens == len(prompt) + 4
+        assert again.tokens == plain.tokens[5:15]
+
+
+def test_ngram_search_matches_the_plain_python_scan():
+    rng = random.Random(0)
+    for _ in range(300):
+        context = [rng.choice([1, 2, 3, 256, 65536 + 1, 2**31]) for _ in range(rng.randint(0, 40))]
+        k = rng.randint(0, 5)
+        expected = []
+        if k > 0:
+            for n in (3, 2, 1):
+                start = _latest_slow(context, n) if len(context) > n else -1
+                if start >= 0:
+                    expected = context[start + n:start + n + k]
+                    break
+        assert NgramDrafter().propose(context, k).tokens == expected, (context, k)
+
+
+def test_greedy_model_drafts_stop_below_p_min():
+    draft = llama(seed=12)  # near-uniform: every token's probability is far below 0.9
+    assert len(ModelDrafter(draft, p_min=0.9).propose([1, 2, 3], 8).tokens) == 1
+    assert len(ModelDrafter(draft, p_min=0.0).propose([1, 2, 3], 8).tokens) == 8
+
+
+def test_a_wrapped_forward_sees_every_step():
+    """Probes and wrappers of model.forward (tests, profilers) keep seeing the decoding."""
+    model = sharp(llama(seed=13))
+    decoder = Decoder(model, kv=StaticKV(StaticModel(model, graphs=False)))
+    plain = decoder.generate(PROMPTS[0], max_new_tokens=12, stop_ids=set())
+    calls, original = [], model.forward
+
+    def probe(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    model.forward = probe
+    try:
+        watched = decoder.generate(PROMPTS[0], max_new_tokens=12, stop_ids=set(),
+                                   drafter=NgramDrafter())
+    finally:
+        del model.forward
+    assert watched.tokens == plain.tokens and len(calls) == watched.forwards
+    again = decoder.generate(PROMPTS[0], max_new_tokens=12, stop_ids=set())
+    assert again.tokens == plain.tokens and again.reused_prompt_tokens == len(PROMPTS[0]) - 1
+
+
+def test_a_model_moved_or_cast_after_first_use_is_read_again():
+    model = llama(seed=14)
+    kv = StaticKV(StaticModel(model, graphs=False))
+    kv.prefill([1, 2, 3])
+    model.to(torch.float64)  # new storage: the engine rebuilds from the model
+    logits, reused = kv.prefill([1, 2, 3, 4])
+    assert reused == 0 and logits.dtype == torch.float64
+    close(logits, hf_logits(model, [1, 2, 3, 4])[-1])
