@@ -48,8 +48,9 @@ def first_code_line(suffix: str) -> str:
 
 
 def _is_loop(line: str, previous: str) -> bool:
-    """A non-trivial line that repeats the line before it, word for word."""
-    return len(line.strip()) >= MIN_LOOP_LINE and line == previous
+    """A non-trivial line that repeats the line before it, word for word (the indentation
+    aside: a completion's first line starts at the cursor, after its indentation)."""
+    return len(line.strip()) >= MIN_LOOP_LINE and line.strip() == previous.strip()
 
 
 def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> tuple[str, bool]:

@@ -42,5 +42,7 @@ def test_multi_line_is_capped_in_lines():
 def test_a_line_repeating_the_line_before_ends_a_multiline_completion():
     text = "    from ._impl import getchar\n    from ._impl import getchar\n    from ._impl import x\n"
     assert cut_completion(text, "", True, 16) == ("    from ._impl import getchar", True)
+    first = "self.path = path\n        self.path = path\n"  # the first line starts at the cursor
+    assert cut_completion(first, "", True, 16) == ("self.path = path", True)
     short = "    )\n    )\n    y = 1\n"  # short repeated lines are ordinary code
     assert cut_completion(short, "", True, 16) == (short, False)

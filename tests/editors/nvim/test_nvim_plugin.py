@@ -23,7 +23,8 @@ def spot(before: str, after: str = "\n") -> tuple[str, int, int]:
 # Spots where the shipped models write several lines, then ones where they write one.
 FIB = spot("def fib(n):\n    if n < 2:\n        return n\n    ")
 MULTILINE = [FIB, spot("def main():\n    "), spot("def is_even(n):\n    "),
-             spot("class Point:\n    def __init__(self, x, y):\n        ")]
+             spot("class Point:\n    def __init__(self, x, y):\n        "),
+             spot("import argparse\n\n\ndef parse_args():\n    parser = argparse.ArgumentParser()\n    ")]
 ANY = MULTILINE + [spot("def total(values):\n    result = 0\n    for v in values:\n        "),
                    spot("for i in range(10):\n    ")]
 
@@ -63,7 +64,8 @@ def test_ghost_text_appears_and_accept_inserts_exactly_it_as_one_undo_step(edito
 def test_accept_word_and_accept_line_insert_their_parts(editor):
     def wanted(text: str) -> bool:  # several words on the first line, then two more lines
         lines = text.split("\n")
-        return len(lines) >= 3 and lines[-1].strip() != "" and next_word(lines[0]) != lines[0]
+        return (sum(1 for line in lines if line.strip()) >= 3 and lines[1].strip() != ""
+                and next_word(lines[0]) != lines[0])
 
     shown = editor.suggestion(MULTILINE, wanted, "suggestion of several lines and words")
     before, partial = editor.lines(), events(editor, "partiallyAccepted")
