@@ -3,12 +3,15 @@
 Each request is routed, shaped (single/multi-line), prompted, cut and guarded exactly as
 `Engines.complete` does it (the same functions); only the model calls are shared:
 
-- AR: prompts of similar length go together, left-padded, with an attention mask and each
-  row's own positions (its first real token at position 0), so a row computes what it would
-  alone. Decoding is plain (no draft: batching, not speculation, is what buys throughput here);
-  a row leaves the batch, and the KV cache, as soon as it stops. Greedy output equals the
-  single-request path (speculative greedy decoding equals the target alone); sampled rows draw
-  from their own generator seeded with the request's seed, as the single path without a drafter.
+- AR: prompts of similar length go together. Decoding is plain (no draft: batching, not
+  speculation, is what buys throughput here); a row stops contributing as soon as it stops.
+  Where the single path runs on the static KV cache (Llama/Qwen2), the rows do too
+  (`speculative.static.StaticBatch`: the same forward, a cache slot per row at the row's own
+  positions, a CUDA graph per row bucket on a GPU); otherwise they are left-padded through HF's
+  forward with an attention mask and each row's own positions. Either way a row computes what
+  it would alone: greedy output equals the single-request path (speculative greedy decoding
+  equals the target alone); sampled rows draw from their own generator seeded with the
+  request's seed, as the single path without a drafter.
 - diffusion: canvases with the same gap size go together; prefixes are left-padded and
   suffixes right-padded so every gap starts at the same column, which lets the one sampler
   (`infill.diffusion.sampler.denoise`) run unchanged on the [B, L] batch, the model seeing an
@@ -20,6 +23,7 @@ Each request is routed, shaped (single/multi-line), prompted, cut and guarded ex
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -34,6 +38,9 @@ from infill.diffusion.sampler import denoise
 from infill.request import Completion, InfillRequest
 from infill.router import choose_engine
 from speculative.sampling import draw, probabilities
+from speculative.static import batch_cache
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_TOKENS = 32768  # padded prompt + new tokens (AR) or canvas tokens (diffusion)
@@ -258,23 +265,33 @@ def decode_batch(model, prompts: list[list[int]], *, max_new_tokens: list[int],
     """Plain AR decoding of several prompts at once; per row (tokens, forwards).
 
     Each row follows `speculative.decode.Decoder.generate` without a drafter: a stop token ends
-    it (not kept), then the stop rule (token kept), then max_new_tokens."""
-    from transformers import DynamicCache
+    it (not kept), then the stop rule (token kept), then max_new_tokens. Over the static batch
+    cache (`speculative.static.StaticBatch`) where the single path uses the static cache, else
+    over HF's forward with a padded cache."""
+    rows = dict(max_new_tokens=max_new_tokens, stop_rules=stop_rules,
+                temperatures=temperatures, top_ps=top_ps, seeds=seeds)
+    cache = None
+    try:
+        cache = batch_cache(model)
+    except Exception as exc:  # noqa: BLE001 -- the HF path still serves the batch
+        log.warning("static batch cache unavailable (%s): HF forward instead", exc)
+    if cache is not None:
+        try:
+            out = []
+            for at in range(0, len(prompts), cache.BUCKETS[-1]):
+                part = slice(at, at + cache.BUCKETS[-1])
+                out += _decode(_StaticRows(cache), prompts[part], stop_ids,
+                               **{k: v[part] for k, v in rows.items()})
+            return out
+        except Exception as exc:  # noqa: BLE001 -- a batch is never lost to the fast path
+            log.warning("static batch decoding failed (%s): HF forward instead", exc)
+    return _decode(_PaddedRows(model, pad_id), prompts, stop_ids, **rows)
 
-    device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p):] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    cache = DynamicCache()
-    cache_kw = _cache_kwarg(model)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
-    next_position = positions[:, -1] + 1
+
+def _decode(model_rows, prompts, stop_ids, *, max_new_tokens, stop_rules, temperatures,
+            top_ps, seeds) -> list[tuple[list[int], int]]:
+    """The per-row decoding rules over either way of running the rows."""
+    logits = model_rows.start(prompts, max(max_new_tokens))
     generators = [torch.Generator().manual_seed(s if s is not None else 0) for s in seeds]
     tokens: list[list[int]] = [[] for _ in prompts]
     forwards = [1] * len(prompts)
@@ -295,18 +312,69 @@ def decode_batch(model, prompts: list[list[int]], *, max_new_tokens: list[int],
         if not keep:
             break
         if len(keep) < len(active):
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            mask, next_position = mask[index], next_position[index]
+            model_rows.keep(keep)
             active = [active[j] for j in keep]
-        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-        logits = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
-                       position_ids=next_position[:, None], use_cache=True,
-                       **{cache_kw: cache}).logits[:, -1]
-        next_position = next_position + 1
+        logits = model_rows.step(feed)
         for row in active:
             forwards[row] += 1
     return [(t, f) for t, f in zip(tokens, forwards)]
+
+
+class _StaticRows:
+    """Rows over the static batch cache: the single path's forward, one slot per row."""
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def start(self, prompts, room):
+        return self.cache.start(prompts, room)
+
+    def keep(self, rows):
+        self.cache.keep(rows)
+
+    def step(self, feed):
+        return self.cache.step(feed)
+
+
+class _PaddedRows:
+    """Rows over HF's forward: left-padded, an attention mask and each row's own positions
+    (its first real token at position 0); a row leaves the batch and the cache as it stops."""
+
+    def __init__(self, model, pad_id: int):
+        self.model, self.pad_id = model, pad_id
+        self.device = next(model.parameters()).device
+        self.cache_kw = _cache_kwarg(model)
+
+    def start(self, prompts, room):
+        from transformers import DynamicCache
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+        ids, self.mask = ids.to(self.device), mask.to(self.device)
+        positions = (self.mask.cumsum(-1) - 1).clamp_min(0)
+        self.cache = DynamicCache()
+        logits = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
+                            use_cache=True, logits_to_keep=1,
+                            **{self.cache_kw: self.cache}).logits[:, -1]
+        self.next_position = positions[:, -1] + 1
+        return logits
+
+    def keep(self, rows):
+        index = torch.tensor(rows, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.next_position = self.mask[index], self.next_position[index]
+
+    def step(self, feed):
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(feed), 1))], dim=1)
+        logits = self.model(input_ids=torch.tensor(feed, device=self.device)[:, None],
+                            attention_mask=self.mask, position_ids=self.next_position[:, None],
+                            use_cache=True, **{self.cache_kw: self.cache}).logits[:, -1]
+        self.next_position = self.next_position + 1
+        return logits
 
 
 def _next_tokens(logits: torch.Tensor, temperatures: list[float], top_ps: list[float],

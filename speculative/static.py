@@ -20,6 +20,9 @@ Two ways to run a step over the same code:
   stand-in for the graph that refills the same static output tensor at each replay: how the
   graph path is tested on a CPU.
 
+Many requests decoding together (`infill batch`) use `StaticBatch`: the same forward over a
+cache with a slot per row, each row at its own positions, one CUDA graph per row bucket.
+
 A model this file cannot run exactly (another architecture, sliding-window attention, a rope
 scaling that depends on the sequence length, quantized or offloaded weights) gets `PrefixKV`
 from `kv_cache`, and `SPECULATIVE_STATIC=0` forces that everywhere (`eager`: no CUDA graphs).
@@ -195,6 +198,7 @@ class StaticModel:
         self.parameters = list(model.parameters())
         self.fingerprint = self._fingerprint()
         self.capacity, self.steps, self.owner = 0, {}, None
+        self.batch = None  # the batch cache (`rows`), made on first use
 
     def _layer(self, layer) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -253,7 +257,7 @@ class StaticModel:
         q * cos + cat(q2, q1) * sin equals HF's q * cos + rotate_half(q) * sin."""
         rotary = self.model_ref().model.rotary_emb
         probe = torch.zeros(1, dtype=torch.float32, device=self.device)
-        cos, sin = rotary(probe, self.positions[None])
+        cos, sin = rotary(probe, torch.arange(capacity, device=self.device)[None])
         cos, sin = cos[0].float(), sin[0].float().clone()
         sin[:, : self.head_dim // 2] *= -1
         return cos.to(self.dtype), sin.to(self.dtype)
@@ -265,39 +269,65 @@ class StaticModel:
         into the cache; attention reads the first `attend` cache positions under the mask.
         `start` is an int or a 1-element tensor (the graphs read it from their input buffer).
         No host synchronisation: this is what a CUDA graph captures."""
-        t, group = ids.shape[0], self.heads // self.kv_heads
-        positions = self.positions[:t] + start
-        cos = self.cos.index_select(0, positions)[:, None]
-        sin = self.sin.index_select(0, positions)[:, None]
-        visible = self.positions[None, :attend] <= positions[:, None]
+        positions = self.positions[:ids.shape[0]] + start
+        return self._forward(ids, positions[None], attend, self.k, self.v, self.cos, self.sin,
+                             self.positions)
+
+    def forward_rows(self, ids: torch.Tensor, positions: torch.Tensor, attend: int,
+                     cache: "StaticBatch") -> torch.Tensor:
+        """The same forward over a batch cache: one token per row ([B] ids at [B] positions,
+        each row in its own cache slot), hidden states [B, hidden]."""
+        rows = ids.shape[0]  # the first `rows` slots
+        return self._forward(ids, positions[:, None], attend, cache.k[:, :rows],
+                             cache.v[:, :rows], cache.cos, cache.sin, cache.positions)
+
+    def _forward(self, ids, positions, attend, k, v, cos_table, sin_table, arange):
+        """positions: [rows, T]; k, v: [layers, kv_heads, capacity, dim] for one row (the
+        single cache) or [layers, rows, kv_heads, capacity, dim] (a batch cache)."""
+        rows, t = positions.shape
+        group = self.heads // self.kv_heads
+        flat = positions.reshape(-1)
+        cos = cos_table.index_select(0, flat)[:, None]
+        sin = sin_table.index_select(0, flat)[:, None]
+        visible = arange[:attend] <= positions[..., None]  # [rows, T, attend]
         mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
-        mask = mask.masked_fill(~visible, float("-inf")).repeat(group, 1)[None, None]
+        mask = mask.masked_fill(~visible, float("-inf")).repeat(1, group, 1)[:, None]
         x = F.embedding(ids, self.embed)
         with _attention_backends() if self.device.type == "cuda" else contextlib.nullcontext():
-            x = self._layers(x, positions, cos, sin, mask, attend)
+            x = self._layers(x, flat, rows, cos, sin, mask, attend, k, v)
         return F.rms_norm(x, (self.hidden,), self.final_norm, self.final_eps)
 
-    def _layers(self, x, positions, cos, sin, mask, attend: int) -> torch.Tensor:
-        t, heads, kv_heads, dim = x.shape[0], self.heads, self.kv_heads, self.head_dim
-        group, half = heads // kv_heads, dim // 2
+    def _layers(self, x, positions, rows, cos, sin, mask, attend: int, k_cache,
+                v_cache) -> torch.Tensor:
+        """x: [rows * T, hidden], row-major; positions: [rows * T]."""
+        n, heads, kv_heads, dim = x.shape[0], self.heads, self.kv_heads, self.head_dim
+        t, group, half = n // rows, heads // kv_heads, dim // 2
+        single = k_cache.dim() == 4
+        if not single:  # where each row's K/V go in its own slot
+            where = positions.view(rows, 1, t, 1).expand(rows, kv_heads, t, dim)
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
             qkv = F.linear(h, w.qkv, w.qkv_bias)
-            qk = qkv[:, : (heads + kv_heads) * dim].view(t, heads + kv_heads, dim)
-            v = qkv[:, (heads + kv_heads) * dim:].view(t, kv_heads, dim)
+            qk = qkv[:, : (heads + kv_heads) * dim].view(n, heads + kv_heads, dim)
+            v = qkv[:, (heads + kv_heads) * dim:].view(n, kv_heads, dim)
             roped = qk * cos
             roped.addcmul_(torch.cat((qk[..., half:], qk[..., :half]), -1), sin)
             q, k = roped[:, :heads], roped[:, heads:]
-            self.k[i].index_copy_(1, positions, k.transpose(0, 1))
-            self.v[i].index_copy_(1, positions, v.transpose(0, 1))
+            if single:
+                k_cache[i].index_copy_(1, positions, k.transpose(0, 1))
+                v_cache[i].index_copy_(1, positions, v.transpose(0, 1))
+                keys, values = k_cache[i, None, :, :attend], v_cache[i, None, :, :attend]
+            else:
+                k_cache[i].scatter_(2, where, k.view(rows, t, kv_heads, dim).transpose(1, 2))
+                v_cache[i].scatter_(2, where, v.view(rows, t, kv_heads, dim).transpose(1, 2))
+                keys, values = k_cache[i, :, :, :attend], v_cache[i, :, :, :attend]
             # grouped-query attention without copying K/V per head: the `group` query heads
             # that share a KV head become `group` times as many query rows
-            q = q.reshape(t, kv_heads, group, dim).permute(1, 2, 0, 3)
-            q = q.reshape(1, kv_heads, group * t, dim)
-            a = F.scaled_dot_product_attention(q, self.k[i, None, :, :attend],
-                                               self.v[i, None, :, :attend], attn_mask=mask,
-                                               scale=w.scaling)
-            a = a.reshape(kv_heads, group, t, dim).permute(2, 0, 1, 3).reshape(t, heads * dim)
+            q = q.reshape(rows, t, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
+            q = q.reshape(rows, kv_heads, group * t, dim)
+            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scaling)
+            a = a.reshape(rows, kv_heads, group, t, dim).permute(0, 3, 1, 2, 4)
+            a = a.reshape(n, heads * dim)
             x = _linear_residual(x, a, w.o, w.o_bias)
             h = F.rms_norm(x, (self.hidden,), w.post_norm, w.post_eps)
             a = F.silu(F.linear(h, w.gate, w.gate_bias)).mul_(F.linear(h, w.up, w.up_bias))
@@ -340,6 +370,12 @@ class StaticModel:
                 out.append(result if step.logits else self.logits(result))
         return torch.cat(out) if len(out) > 1 else out[0].clone()
 
+    def rows(self) -> "StaticBatch":
+        """This model's batch cache (one per model, so its steps are captured once)."""
+        if self.batch is None:
+            self.batch = StaticBatch(self)
+        return self.batch
+
     def _prepare_steps(self) -> None:
         steps = {b: _Step(self, b, logits=b <= LOGIT_BUCKETS[-1]) for b in self.buckets}
         if self.graphs:
@@ -367,13 +403,16 @@ class _Step:
         self.input = torch.zeros(bucket + 1, dtype=torch.long, device=engine.device)
         self.graph = self.output = None
 
+    def _park(self) -> None:
+        """Warm-up and capture write K/V at the end of the cache, where no real token is yet."""
+        self.input[-1] = self.engine.capacity - self.bucket
+
     def _run(self) -> torch.Tensor:
         hidden = self.engine.forward(self.input[:-1], self.input[-1:], self.engine.capacity)
         return self.engine.logits(hidden) if self.logits else hidden
 
     def capture(self, pool) -> None:
-        # warm-up and capture write K/V at the end of the cache, where no real token is yet
-        self.input[-1] = self.engine.capacity - self.bucket
+        self._park()
         if self.engine.graphs == "emulate":
             for _ in range(2):
                 self._run()
@@ -394,6 +433,158 @@ class _Step:
     def __call__(self, ids: list[int], start: int) -> torch.Tensor:
         padded = list(ids) + [0] * (self.bucket - len(ids)) + [start]
         self.input.copy_(torch.tensor(padded), non_blocking=True)
+        if self.graph is None:
+            return self._run()
+        self.graph.replay()
+        return self.output
+
+
+class StaticBatch:
+    """Many rows decoding together, each in its own slot of one cache
+    [layers, slots, kv_heads, capacity, head_dim], at its own positions (its prompt at 0..):
+    what a row computes is what it would compute alone, whatever the other rows' lengths.
+
+    A row's prompt goes through the single-row path (`StaticModel.run`, its chunk buckets and
+    graphs included) and its K/V are copied into the row's slot, so the first token of a row is
+    the single path's exactly. Decoding feeds one token per row per step through the same
+    forward (`forward_rows`); the mask shows each row its own slot up to its own position.
+
+    With static shapes the rows are padded to a bucket (1, 2, 4, ... 64), one CUDA graph per
+    bucket (emulated on the CPU as `StaticModel`'s steps are); padding rows and rows that
+    finished feed token 0 at the parking position (capacity - 1, which no real token reaches)
+    of their own slot, so they touch no real row. When the active rows fit a smaller bucket,
+    those in slots past it move into free slots below it. Eagerly (the CPU default) the bucket
+    is the number of active rows and attention reads up to the furthest row's position."""
+
+    BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+    def __init__(self, engine: StaticModel):
+        self.engine = engine
+        self.device, self.dtype = engine.device, engine.dtype
+        self.graphs = engine.graphs
+        self.static_shapes = engine.static_shapes
+        self.slots = self.capacity = 0
+        self.steps: dict[int, _RowStep] = {}
+        self.slot_of: list[int] = []  # the active rows' slots, in the caller's order
+        self.lengths: list[int] = []  # tokens in each active row's cache
+
+    def bucket(self, rows: int) -> int:
+        if not self.static_shapes:
+            return rows
+        return next(b for b in self.BUCKETS if b >= rows)
+
+    def _ensure(self, slots: int, needed: int) -> None:
+        """Room for `slots` rows of `needed` positions plus the parking position."""
+        capacity = max(64, 1 << needed.bit_length())  # > needed: capacity - 1 is free
+        if slots <= self.slots and capacity <= self.capacity:
+            return
+        slots, capacity = max(slots, self.slots), max(capacity, self.capacity)
+        engine = self.engine
+        shape = (len(engine.layers), slots, engine.kv_heads, capacity, engine.head_dim)
+        self.k = self.v = None  # free the old cache first
+        self.k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.slots, self.capacity = slots, capacity
+        self.positions = torch.arange(capacity, device=self.device)
+        self.cos, self.sin = engine._rope_tables(capacity)
+        self.steps = {}  # captured over the old tensors: capture again
+
+    @torch.inference_mode()
+    def start(self, prompts: list[list[int]], room: int) -> torch.Tensor:
+        """Prefill a row per prompt (room: new tokens each may add); logits [rows, V] after
+        each prompt. At most `BUCKETS[-1]` rows."""
+        if not prompts or len(prompts) > self.BUCKETS[-1]:
+            raise ValueError(f"1 to {self.BUCKETS[-1]} rows")
+        engine = self.engine
+        engine.check_weights()
+        if engine.batch is not self:  # the weights moved: this cache belongs to the old ones
+            raise RuntimeError("stale batch cache")
+        self._ensure(self.bucket(len(prompts)), max(len(p) for p in prompts) + room)
+        logits = []
+        for slot, prompt in enumerate(prompts):
+            engine.owner = self  # a single-row cache must restore its tokens after this
+            logits.append(engine.run(list(prompt), 0, "last")[0])
+            self.k[:, slot, :, : len(prompt)] = engine.k[:, :, : len(prompt)]
+            self.v[:, slot, :, : len(prompt)] = engine.v[:, :, : len(prompt)]
+        self.slot_of = list(range(len(prompts)))
+        self.lengths = [len(p) for p in prompts]
+        return torch.stack(logits)
+
+    @torch.inference_mode()
+    def keep(self, rows: list[int]) -> None:
+        """Only these active rows (indices into the current active list) go on."""
+        self.slot_of = [self.slot_of[j] for j in rows]
+        self.lengths = [self.lengths[j] for j in rows]
+        bucket = self.bucket(len(rows)) if rows else 0
+        free = sorted(set(range(bucket)) - set(self.slot_of))
+        for j, slot in enumerate(self.slot_of):
+            if slot >= bucket:  # move it down, the tokens it holds only
+                to, n = free.pop(0), self.lengths[j]
+                self.k[:, to, :, :n] = self.k[:, slot, :, :n]
+                self.v[:, to, :, :n] = self.v[:, slot, :, :n]
+                self.slot_of[j] = to
+
+    @torch.inference_mode()
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        """Feed one token per active row (in the active order); logits [rows, V]."""
+        bucket = self.bucket(len(self.slot_of))
+        ids, where = [0] * bucket, [self.capacity - 1] * bucket
+        for slot, token, length in zip(self.slot_of, tokens, self.lengths):
+            ids[slot], where[slot] = token, length
+        if self.static_shapes:
+            step = self.steps.get(bucket)
+            if step is None:
+                step = self.steps[bucket] = self._capture(bucket)
+            logits = step(ids + where)
+        else:
+            inputs = torch.tensor(ids + where, device=self.device)
+            hidden = self.engine.forward_rows(inputs[:bucket], inputs[bucket:],
+                                              max(self.lengths) + 1, self)
+            logits = self.engine.logits(hidden)
+        self.lengths = [n + 1 for n in self.lengths]
+        if self.slot_of == list(range(bucket)):
+            return logits
+        return logits.index_select(0, torch.tensor(self.slot_of, device=self.device))
+
+    def _capture(self, bucket: int) -> "_RowStep":
+        step = _RowStep(self, bucket)
+        if not self.graphs:
+            return step
+        cuda = self.graphs is True
+        try:
+            with torch.cuda.device(self.device) if cuda else contextlib.nullcontext():
+                step.capture(None)
+            if cuda:
+                torch.cuda.synchronize(self.device)
+            return step
+        except Exception as exc:  # run the same step eagerly rather than fail a batch
+            log.warning("CUDA graph capture of %d rows failed (%s); static shapes without "
+                        "graphs", bucket, exc)
+            self.graphs = False
+            self.steps = {}
+            return _RowStep(self, bucket)
+
+
+class _RowStep(_Step):
+    """One decoding step of `bucket` rows: their tokens, then their positions, in one input
+    buffer; logits [bucket, V]."""
+
+    def __init__(self, batch: StaticBatch, bucket: int):
+        self.engine, self.bucket, self.logits = batch, bucket, True
+        self.input = torch.zeros(2 * bucket, dtype=torch.long, device=batch.device)
+        self.graph = self.output = None
+
+    def _park(self) -> None:
+        self.input[: self.bucket] = 0
+        self.input[self.bucket:] = self.engine.capacity - 1
+
+    def _run(self) -> torch.Tensor:
+        batch, b = self.engine, self.bucket
+        hidden = batch.engine.forward_rows(self.input[:b], self.input[b:], batch.capacity, batch)
+        return batch.engine.logits(hidden)
+
+    def __call__(self, inputs: list[int]) -> torch.Tensor:
+        self.input.copy_(torch.tensor(inputs), non_blocking=True)
         if self.graph is None:
             return self._run()
         self.graph.replay()
@@ -506,3 +697,16 @@ def kv_cache(model, static: bool | None = None):
             raise
         log.warning("static KV cache failed to start (%s): HF cache instead", exc)
         return PrefixKV(model)
+
+
+def batch_cache(model) -> StaticBatch | None:
+    """The model's `StaticBatch` where the single path would use `StaticKV` (the same checks
+    as `kv_cache`, and the model's forward not observed), else None."""
+    mode = os.environ.get("SPECULATIVE_STATIC", "1").strip().lower()
+    if mode in ("0", "false", "off", "no") or _observed(model):
+        return None
+    kv = kv_cache(model)
+    if not isinstance(kv, StaticKV):
+        return None
+    kv.engine.check_weights()  # the weights moved: a new batch cache over the new ones
+    return kv.engine.rows()

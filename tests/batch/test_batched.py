@@ -79,3 +79,26 @@ def test_buckets_partition_sorted_and_within_limits(sizes, max_rows, max_tokens)
     for g in groups:
         assert len(g) <= max_rows
         assert len(g) == 1 or len(g) * max(sizes[i] for i in g) <= max_tokens
+
+
+@pytest.mark.parametrize("graphs", [None, "emulate"])
+def test_greedy_ar_batches_run_on_the_static_cache(tiny_engines, monkeypatch, graphs):
+    """The tiny target is a Llama: batched rows decode over the static batch cache (never the
+    HF fallback), eagerly and through the emulated CUDA-graph steps, padded to row buckets."""
+    from infill import batched as module
+    from speculative.static import StaticModel
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("HF fallback used")
+
+    monkeypatch.setattr(module, "_PaddedRows", no_fallback)
+    if graphs:
+        engine = StaticModel(tiny_engines.ar.model, graphs=graphs, min_capacity=64)
+        monkeypatch.setattr(module, "batch_cache", lambda model: engine.rows())
+    reqs = requests("speculative", 7)
+    alone = [tiny_engines.complete(r)[0] for r in reqs]
+    together = batched(tiny_engines, reqs, batch_size=7)
+    assert [c.text for c in together] == [c.text for c in alone]
+    assert [c.tokens for c in together] == [c.tokens for c in alone]
+    if graphs:
+        assert set(engine.batch.steps) <= {1, 2, 4, 8} and engine.batch.steps
