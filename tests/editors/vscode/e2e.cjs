@@ -274,7 +274,7 @@ async function run(page, port, workspace, file, state, userData) {
   log(`screenshot: ${shot}`);
 
   // What the server sent (the extension's debug log), for the exact text, whitespace
-  // included; the ghost text in the page must be its first line.
+  // included; the page must show the same characters.
   const sent = suggestionFromLog(userData, ghost);
   log(`the server's suggestion: ${JSON.stringify(sent)}`);
 
@@ -282,10 +282,17 @@ async function run(page, port, workspace, file, state, userData) {
   await pollFor(async () => ((await page.locator(".ghost-text-decoration, .ghost-text").count()) === 0 ? true : undefined), 10_000, "the ghost text to go once accepted");
   await page.keyboard.press("Control+S");
   const expected = HEAD + typed + (sent ?? ghost) + TAIL;
-  const content = await pollFor(() => {
-    const text = fs.readFileSync(file, "utf8");
-    return text !== ORIGINAL ? text : undefined;
-  }, 20_000, "the file to be saved");
+  // Poll until the saved file is what the accept must give: a read can land mid-write (an
+  // empty or partial file), so the first changed content is not yet the answer.
+  let content = ORIGINAL;
+  try {
+    await pollFor(() => {
+      content = fs.readFileSync(file, "utf8");
+      return content === expected ? true : undefined;
+    }, 20_000, "the file to be saved");
+  } catch {
+    // reported below with the last content read
+  }
   await page.screenshot({ path: path.join(ARTIFACTS, "vscode-e2e-accepted.png") });
   if (content !== expected) {
     throw new Error(`after Tab the document is\n${JSON.stringify(content)}\nexpected\n${JSON.stringify(expected)}`);
@@ -394,11 +401,19 @@ function suggestionFromLog(userData, ghost) {
     for (const line of fs.readFileSync(file, "utf8").split("\n")) {
       const match = line.match(/inline completion .* item\(s\) in \d+ ms: (\[.*\])$/);
       for (const text of match ? JSON.parse(match[1]) : []) {
-        if (typeof text === "string" && text.split("\n")[0].trim() === ghost.split("\n")[0].trim()) found = text;
+        if (typeof text === "string" && sameVisibleText(text, ghost)) found = text;
       }
     }
   }
   return found;
+}
+
+/** Whether a suggestion is what the page shows. The page renders ghost text in several
+ * elements (one per line, and several on one line when the editor splits it around text
+ * already there), so only the characters other than white space are compared. */
+function sameVisibleText(suggestion, ghost) {
+  const visible = (s) => s.replace(/\s+/g, "");
+  return visible(suggestion) === visible(ghost);
 }
 
 /** Runs a command by its title through the command palette. */
