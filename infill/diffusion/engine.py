@@ -26,6 +26,7 @@ class DiffusionSettings:
     threshold: float | None = None  # commit every prediction this confident (parallel decoding)
     collapse: bool = True  # a committed pad fills the rest of the gap
     remask_rounds: int = 2  # syntax-guided remasking: re-denoise tokens at a new syntax error
+    collapse_penalty: float = 0.0  # subtracted from the pad's logit (see sampler.denoise)
 
 
 def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:
@@ -75,7 +76,8 @@ def generate(dm: DiffusionModel, request: InfillRequest, multiline: bool,
             threshold=settings.threshold, banned_ids=dm.banned_ids,
             collapse_id=collapse_id(dm) if settings.collapse else None,
             shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
-            is_cancelled=lambda: request.cancel.cancelled)
+            is_cancelled=lambda: request.cancel.cancelled,
+            collapse_penalty=settings.collapse_penalty if settings.collapse else 0.0)
         forwards += n
         canvas[0, start:start + gap] = filled[0]
         gap_tokens = filled[0].tolist()

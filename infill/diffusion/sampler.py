@@ -49,9 +49,12 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             steps: int | None = None, threshold: float | None = None,
             banned_ids: set[int] = frozenset(), collapse_id: int | None = None,
             shift_logits: bool = False, temperature: float = 0.0, seed: int | None = None,
-            is_cancelled: Callable[[], bool] | None = None) -> tuple[torch.Tensor, int]:
+            is_cancelled: Callable[[], bool] | None = None,
+            collapse_penalty: float = 0.0) -> tuple[torch.Tensor, int]:
     """Fills the masked positions of canvas[:, gap_start:gap_end]; returns (gap tokens [B, gap],
-    forwards). Give `threshold` for parallel commits, else `steps` (default: one per token)."""
+    forwards). Give `threshold` for parallel commits, else `steps` (default: one per token).
+    collapse_penalty is subtracted from the collapse token's logit: a prior against ending
+    the content early, for a model that learned to expect many pads in a gap."""
     canvas = canvas.clone()
     region = canvas[:, gap_start:gap_end]  # a view: writes go into canvas
     masked = int((region == mask_id).sum(dim=1).max())
@@ -70,6 +73,8 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         gap_logits = logits[:, gap_start:gap_end].float()
         gap_logits[..., banned] = float("-inf")
+        if collapse_id is not None and collapse_penalty:
+            gap_logits[..., collapse_id] -= collapse_penalty
         predicted = gumbel_argmax(gap_logits, temperature, generator)
         confidence = torch.softmax(gap_logits, -1).gather(-1, predicted[..., None])[..., 0]
         still_masked = region == mask_id

@@ -187,3 +187,19 @@ def test_tokens_per_step():
     assert tokens_per_step(10, 4) == [3, 3, 2, 2]
     assert tokens_per_step(4, 4) == [1, 1, 1, 1]
     assert sum(tokens_per_step(24, 7)) == 24
+
+
+def test_collapse_penalty_lets_content_win_over_a_slightly_preferred_pad():
+    pad = 30
+
+    class PadLeaning(PositionModel):
+        def forward(self, input_ids):
+            out = super().forward(input_ids)
+            out.logits[..., pad] = 21.0  # the pad beats the content by one nat everywhere
+            return out
+
+    plain, _ = denoise(PadLeaning(), canvas(), START, END, mask_id=MASK, collapse_id=pad)
+    assert plain.tolist() == [[pad] * GAP]
+    penalized, _ = denoise(PadLeaning(), canvas(), START, END, mask_id=MASK, collapse_id=pad,
+                           collapse_penalty=2.0)
+    assert penalized.tolist() == [[10 + i for i in range(START, END)]]
