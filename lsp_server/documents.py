@@ -12,35 +12,13 @@ surrogate pair is moved to the start of the pair. Nothing here raises on a bad p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
+from infill.syntax.positions import LINE_BREAK, content, split_lines  # noqa: F401 (re-exported)
+
 UTF8, UTF16, UTF32 = "utf-8", "utf-16", "utf-32"  # the position encodings LSP 3.17 names
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines with their breaks; the last one has none and may be empty ("a\\n" -> ["a\\n", ""])."""
-    if "\r" not in text:  # the common case, done in C
-        parts = text.split("\n")
-        return [part + "\n" for part in parts[:-1]] + [parts[-1]]
-    lines, start = [], 0
-    for match in LINE_BREAK.finditer(text):
-        lines.append(text[start:match.end()])
-        start = match.end()
-    lines.append(text[start:])
-    return lines
-
-
-def content(line: str) -> str:
-    """A line without its break."""
-    if line.endswith("\r\n"):
-        return line[:-2]
-    if line.endswith(("\n", "\r")):
-        return line[:-1]
-    return line
 
 
 def units_to_index(text: str, units: int, encoding: str = UTF16) -> int:

@@ -12,7 +12,29 @@ from __future__ import annotations
 import bisect
 import re
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the line breaks LSP counts
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their breaks; the last one has none and may be empty ("a\\n" -> ["a\\n", ""])."""
+    if "\r" not in text:  # the common case, done in C
+        parts = text.split("\n")
+        return [part + "\n" for part in parts[:-1]] + [parts[-1]]
+    lines, start = [], 0
+    for match in LINE_BREAK.finditer(text):
+        lines.append(text[start:match.end()])
+        start = match.end()
+    lines.append(text[start:])
+    return lines
+
+
+def content(line: str) -> str:
+    """A line without its break."""
+    if line.endswith("\r\n"):
+        return line[:-2]
+    if line.endswith(("\n", "\r")):
+        return line[:-1]
+    return line
 
 
 def utf16_len(text: str) -> int:
@@ -45,7 +67,7 @@ def index_to_utf16_offset(text_line: str, index: int) -> int:
 
 def line_starts(text: str) -> list[int]:
     """Index at which each line of `text` starts (LSP line breaks: \\n, \\r\\n, \\r)."""
-    return [0] + [match.end() for match in _LINE_BREAK.finditer(text)]
+    return [0] + [match.end() for match in LINE_BREAK.finditer(text)]
 
 
 def position_to_index(text: str, line: int, character: int) -> int:

@@ -8,34 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from infill.syntax.positions import utf16_len, utf16_offset_to_index
+from infill.syntax.positions import (LINE_BREAK, content, split_lines, utf16_len,  # noqa: F401
+                                     utf16_offset_to_index)
 
 TYPES = ("open", "change", "request", "pause")
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
 FUTURE_LIMIT = 4000  # characters of future typing looked at: far more than a suggestion
 
 
 class TraceError(ValueError):
     """A trace file that is not valid JSON Lines of the format: says where."""
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines with their breaks; the last one has none and may be empty."""
-    lines, start = [], 0
-    for match in LINE_BREAK.finditer(text):
-        lines.append(text[start:match.end()])
-        start = match.end()
-    lines.append(text[start:])
-    return lines
-
-
-def content(line: str) -> str:
-    """A line without its break."""
-    return line.rstrip("\r\n") if line.endswith(("\n", "\r")) else line
 
 
 def after_insert(line: int, character: int, text: str) -> tuple[int, int]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from lsprotocol import types
 from pytest_lsp import client_capabilities
 
+from infill.traces.client import plain  # noqa: F401 (the tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
@@ -36,15 +38,6 @@ async def initialize(client, editor: str, options: dict | None = None) -> types.
     return await client.initialize_session(types.InitializeParams(
         capabilities=capabilities(editor), initialization_options=options,
         root_uri=ROOT.as_uri(), workspace_folders=[]))
-
-
-def plain(value):
-    """pygls hands untyped JSON over as namedtuples; tests read dicts."""
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 async def status(client) -> dict:
