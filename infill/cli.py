@@ -131,8 +131,10 @@ def cmd_serve(args) -> int:
     if args.tcp and not args.tcp.rpartition(":")[2].isdigit():
         raise UsageError(f"--tcp {args.tcp}: use HOST:PORT, e.g. 127.0.0.1:7777")
     # The command line's model options are the defaults; initializationOptions override them.
-    config = model_config(args)
-    defaults = ServerOptions(**{name: getattr(config, name) for name in MODEL_FIELDS})
+    # Read from args directly: ModelConfig's module imports torch, which the server loads in
+    # the background, after answering `initialize`.
+    defaults = ServerOptions(**{name: getattr(args, name) for name in MODEL_FIELDS
+                                if hasattr(args, name)})
     return serve(tcp=args.tcp, defaults=defaults, log_file=args.log_file, verbose=args.verbose)
 
 
@@ -146,6 +148,21 @@ def cmd_eval(args) -> int:
     from infill import evaluate
 
     return evaluate.run(args)
+
+
+def add_serve_parser(sub) -> None:
+    serve = sub.add_parser("serve", help="the language server (stdio unless --tcp)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument("--log-file", help="write the server's log here (default: stderr)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every message")
+    add_model_options(serve)
+    serve.set_defaults(run=cmd_serve)
+
+
+def build_serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="infill")
+    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,12 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_batch.add_bench_parser(bench_sub)
 
-    serve = sub.add_parser("serve", help="the language server (stdio unless --tcp)")
-    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
-    serve.add_argument("--log-file", help="write the server's log here (default: stderr)")
-    serve.add_argument("-v", "--verbose", action="store_true", help="log every message")
-    add_model_options(serve)
-    serve.set_defaults(run=cmd_serve)
+    add_serve_parser(sub)
 
     from infill import batch as batch_cli
     from infill import evaluate as eval_cli
@@ -211,13 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["trace"]:
+    if argv[:1] == ["serve"]:
+        # An editor waits for the server's first answer: build only serve's parser, whose
+        # imports leave torch to the background model loading (0.5 s instead of 2).
+        args = build_serve_parser().parse_args(argv)
+        errors: tuple[type[Exception], ...] = (UsageError,)
+    elif argv[:1] == ["trace"]:
         # `infill trace` builds only its own parser: the other subcommands' modules import
         # torch (seconds), which a trace replay (the server loads the models) never needs.
         from infill.traces.cli import TraceUsageError, build_parser as build_trace_parser
 
         args = build_trace_parser().parse_args(argv)
-        errors: tuple[type[Exception], ...] = (UsageError, TraceUsageError)
+        errors = (UsageError, TraceUsageError)
     else:
         from infill.models.loading import ModelError
 

@@ -86,3 +86,17 @@ def test_the_command_line_builds_without_tree_sitter_pygls_or_rapidfuzz():
         "build_parser().parse_args(['train', 'ar', '--data', 'd', '--out', 'o'])\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_serve_starts_without_importing_torch():
+    """An editor waits on `infill serve`'s first answer; torch loads later, with the models."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from infill.cli import build_serve_parser\n"
+            "args = build_serve_parser().parse_args(['serve', '--device', 'cpu', '--target', 'T'])\n"
+            "import lsp_server.server\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert (args.device, args.target) == ('cpu', 'T')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
