@@ -565,7 +565,8 @@ def run_bench(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from infill.batched import BatchedEngines, is_multiline
+    from infill.batched import BatchedEngines
+    from infill.router import is_multiline
     from infill.cli import model_config
     from infill.engines import Engines
     from infill.request import InfillRequest

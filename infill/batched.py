@@ -36,7 +36,7 @@ from infill.context import cut_completion
 from infill.diffusion import engine as diffusion_engine
 from infill.diffusion.sampler import denoise
 from infill.request import Completion, InfillRequest
-from infill.router import choose_engine
+from infill.router import choose_engine, is_multiline
 from speculative.sampling import draw, probabilities
 from speculative.static import batch_cache
 
@@ -56,14 +56,6 @@ class Job:
     canvas: list[int] | None = None  # diffusion: prefix + gap masks + suffix ids
     start: int = 0  # diffusion: where the gap starts in the canvas
     gap: int = 0  # diffusion: masks in the gap
-
-
-def is_multiline(request: InfillRequest) -> bool:
-    """The request's shape, decided as `Engines.complete` decides it."""
-    if request.multiline is not None:
-        return request.multiline
-    language = syntax.language_for(request.language, request.path)
-    return syntax.is_multiline_position(request.prefix, request.suffix, language)
 
 
 def plan(index: int, request: InfillRequest) -> Job:

@@ -12,7 +12,7 @@ from infill.diffusion import engine as diffusion_engine
 from infill.models.loading import (DEFAULT_MODELS, ARModel, DiffusionModel, load_ar,
                                    load_diffusion)
 from infill.request import Completion, InfillRequest
-from infill.router import choose_engine
+from infill.router import choose_engine, is_multiline
 from speculative.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
 
 DRAFTERS = ("combined", "model", "ngram", "none")
@@ -94,10 +94,7 @@ class Engines:
 
     def complete(self, request: InfillRequest) -> list[Completion]:
         engine = choose_engine(request)
-        multiline = request.multiline
-        if multiline is None:
-            language = syntax.language_for(request.language, request.path)
-            multiline = syntax.is_multiline_position(request.prefix, request.suffix, language)
+        multiline = is_multiline(request)
         with self._run_locks[engine]:
             start = time.perf_counter()
             if engine == "diffusion":
