@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
-from infill.syntax.positions import LINE_BREAK, content, split_lines  # noqa: F401 (re-exported)
+from infill.syntax.positions import LINE_BREAK, Lines, content, split_lines  # noqa: F401 (re-exported)
 
 UTF8, UTF16, UTF32 = "utf-8", "utf-16", "utf-32"  # the position encodings LSP 3.17 names
 
@@ -80,48 +80,26 @@ def path_of(uri: str) -> str | None:
     return None
 
 
-class Document:
+class Document(Lines):
     def __init__(self, uri: str, text: str, language_id: str | None = None,
                  version: int | None = None, encoding: str = UTF16):
+        super().__init__(text)
         self.uri = uri
         self.encoding = encoding
         self.revision = 0  # counts edits: a completion for an older revision is stale
         self.language_id = language_id or None
         self.version = version
         self.path = path_of(uri)
-        self.lines = split_lines(text)
 
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def position(self, line: int, character: int) -> tuple[int, int]:
-        """(line index, character index) of an LSP position, clamped to the document."""
-        if line >= len(self.lines):
-            last = len(self.lines) - 1
-            return last, len(content(self.lines[last]))
-        line = max(0, line)
-        return line, units_to_index(content(self.lines[line]), character, self.encoding)
+    def index_in_line(self, line: str, character: int) -> int:
+        return units_to_index(line, character, self.encoding)
 
     def apply_change(self, text: str, start: tuple[int, int] | None = None,
                      end: tuple[int, int] | None = None) -> None:
         """Replace the range start..end (LSP (line, character) pairs) with text; no range
         replaces the whole document."""
         self.revision += 1
-        if start is None or end is None:
-            self.lines = split_lines(text)
-            return
-        (sl, sc), (el, ec) = sorted([self.position(*start), self.position(*end)])
-        # Re-split one line on each side as well: the edit may join a \r and a \n.
-        first, stop = max(0, sl - 1), min(len(self.lines), el + 2)
-        before = len(self.lines[first]) if first < sl else 0
-        segment = "".join(self.lines[first:stop])
-        start_at = before + sc
-        end_at = sum(len(l) for l in self.lines[first:el]) + ec
-        replaced = split_lines(segment[:start_at] + text + segment[end_at:])
-        if stop < len(self.lines):
-            replaced.pop()  # the empty tail after the segment's last break
-        self.lines[first:stop] = replaced
+        self.replace(text, start, end)
 
     def cursor(self, line: int, character: int, window: int) -> Cursor:
         """The text before and after a position, up to `window` characters each way."""

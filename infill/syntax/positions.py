@@ -65,6 +65,50 @@ def index_to_utf16_offset(text_line: str, index: int) -> int:
     return utf16_len(text_line[:index])
 
 
+class Lines:
+    """A text as its lines, each with its own break, edited by LSP ranges.
+
+    Positions are clamped: past the end of a line or of the text is its end. Subclasses say
+    how a position's character counts (`index_in_line`); here, UTF-16 code units.
+    """
+
+    def __init__(self, text: str):
+        self.lines = split_lines(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def index_in_line(self, line: str, character: int) -> int:
+        return utf16_offset_to_index(line, character)
+
+    def position(self, line: int, character: int) -> tuple[int, int]:
+        """(line index, index in the line) of an LSP position, clamped to the text."""
+        if line >= len(self.lines):
+            last = len(self.lines) - 1
+            return last, len(content(self.lines[last]))
+        line = max(0, line)
+        return line, self.index_in_line(content(self.lines[line]), character)
+
+    def replace(self, text: str, start: tuple[int, int] | None = None,
+                end: tuple[int, int] | None = None) -> None:
+        """Replace the range start..end (LSP (line, character) pairs) with text; no range
+        replaces the whole text."""
+        if start is None or end is None:
+            self.lines = split_lines(text)
+            return
+        (sl, sc), (el, ec) = sorted([self.position(*start), self.position(*end)])
+        # Re-split one line on each side as well: the edit may join a \r and a \n.
+        first, stop = max(0, sl - 1), min(len(self.lines), el + 2)
+        segment = "".join(self.lines[first:stop])
+        start_at = sum(len(l) for l in self.lines[first:sl]) + sc
+        end_at = sum(len(l) for l in self.lines[first:el]) + ec
+        replaced = split_lines(segment[:start_at] + text + segment[end_at:])
+        if stop < len(self.lines):
+            replaced.pop()  # the empty tail after the segment's last break
+        self.lines[first:stop] = replaced
+
+
 def line_starts(text: str) -> list[int]:
     """Index at which each line of `text` starts (LSP line breaks: \\n, \\r\\n, \\r)."""
     return [0] + [match.end() for match in LINE_BREAK.finditer(text)]

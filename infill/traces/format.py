@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from infill.syntax.positions import (LINE_BREAK, content, split_lines, utf16_len,  # noqa: F401
-                                     utf16_offset_to_index)
+from infill.syntax.positions import (LINE_BREAK, Lines, content, split_lines,  # noqa: F401
+                                     utf16_len)
 
 TYPES = ("open", "change", "request", "pause")
 FUTURE_LIMIT = 4000  # characters of future typing looked at: far more than a suggestion
@@ -34,67 +34,27 @@ def position(line: int, character: int) -> dict:
     return {"line": line, "character": character}
 
 
-class Document:
+class Document(Lines):
     """A document's text, patched by LSP `contentChanges` (UTF-16 positions, clamped)."""
-
-    def __init__(self, text: str):
-        self.lines = split_lines(text)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def locate(self, line: int, character: int) -> tuple[int, int]:
-        """(line index, index in the line) of an LSP position, clamped to the document."""
-        if line >= len(self.lines):
-            return len(self.lines) - 1, len(content(self.lines[-1]))
-        line = max(0, line)
-        return line, utf16_offset_to_index(content(self.lines[line]), character)
 
     def offset(self, line: int, character: int) -> int:
         """The index into `text` of an LSP position."""
-        li, ci = self.locate(line, character)
+        li, ci = self.position(line, character)
         return sum(len(l) for l in self.lines[:li]) + ci
 
     def line_rest(self, line: int, character: int) -> str:
         """The rest of the line after a position (without the break)."""
-        li, ci = self.locate(line, character)
+        li, ci = self.position(line, character)
         return content(self.lines[li])[ci:]
-
-    def around(self, line: int, character: int, size: int) -> tuple[str, str]:
-        """Up to `size` characters before and after a position."""
-        li, ci = self.locate(line, character)
-        before, after = [self.lines[li][:ci]], [self.lines[li][ci:]]
-        i, n = li - 1, len(before[0])
-        while i >= 0 and n < size:
-            before.append(self.lines[i])
-            n += len(self.lines[i])
-            i -= 1
-        i, n = li + 1, len(after[0])
-        while i < len(self.lines) and n < size:
-            after.append(self.lines[i])
-            n += len(self.lines[i])
-            i += 1
-        return "".join(reversed(before))[-size:], "".join(after)[:size]
 
     def apply(self, change: dict) -> None:
         """One entry of `contentChanges`: a ranged edit, or (no range) the whole text."""
-        if "range" not in change:
-            self.lines = split_lines(change["text"])
+        r = change.get("range")
+        if r is None:
+            self.replace(change["text"])
             return
-        r = change["range"]
-        start = self.locate(r["start"]["line"], r["start"]["character"])
-        end = self.locate(r["end"]["line"], r["end"]["character"])
-        (sl, sc), (el, ec) = sorted([start, end])
-        # Re-split one line on each side too: the edit may join a "\r" and a "\n".
-        first, stop = max(0, sl - 1), min(len(self.lines), el + 2)
-        segment = "".join(self.lines[first:stop])
-        start_at = sum(len(l) for l in self.lines[first:sl]) + sc
-        end_at = sum(len(l) for l in self.lines[first:el]) + ec
-        replaced = split_lines(segment[:start_at] + change["text"] + segment[end_at:])
-        if stop < len(self.lines):
-            replaced.pop()  # the empty tail after the segment's last break
-        self.lines[first:stop] = replaced
+        self.replace(change["text"], (r["start"]["line"], r["start"]["character"]),
+                     (r["end"]["line"], r["end"]["character"]))
 
 
 # --- reading and writing ---------------------------------------------------------------------
