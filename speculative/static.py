@@ -433,6 +433,10 @@ class _Step:
     def __call__(self, ids: list[int], start: int) -> torch.Tensor:
         padded = list(ids) + [0] * (self.bucket - len(ids)) + [start]
         self.input.copy_(torch.tensor(padded), non_blocking=True)
+        return self._replay()
+
+    def _replay(self) -> torch.Tensor:
+        """The step over what `input` holds now: the graph if captured, else eagerly."""
         if self.graph is None:
             return self._run()
         self.graph.replay()
@@ -585,10 +589,7 @@ class _RowStep(_Step):
 
     def __call__(self, inputs: list[int]) -> torch.Tensor:
         self.input.copy_(torch.tensor(inputs), non_blocking=True)
-        if self.graph is None:
-            return self._run()
-        self.graph.replay()
-        return self.output
+        return self._replay()
 
 
 class _EagerGraph:
