@@ -5,7 +5,8 @@
 # of pygls, lsprotocol, cattrs, attrs, typing-extensions, tree-sitter, tree-sitter-python and
 # rapidfuzz (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`, see
 # ../.library/device/README.md); SAFIM (default .work/batch-gpu/safim) holds SAFIM's Python rows.
-# Env: LIMIT seconds per step (default 150), KEYS keystrokes per trace (default 100).
+# Env: LIMIT seconds per step (default 150), KEYS keystrokes per trace (default 100), SKIP step
+# names to leave out (e.g. "diffusion steps"), REQUESTS for the speculative bench (default 40).
 set -u
 OUT=${1:?out dir}
 WHEELS=${WHEELS:-.work/gpu-wheels}
@@ -18,13 +19,14 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 # step NAME COMMAND...: runs one benchmark with a time limit; a failure does not stop the others
 step() {
   local name=$1; shift
+  case " ${SKIP:-} " in *" $name "*) echo "== $name: skipped"; return;; esac
   echo "== $name: $*"
   timeout "${LIMIT:-150}" "$@" >"$R/$name.log" 2>&1
   echo "== $name: exit $?"
   tail -n 30 "$R/$name.log"
 }
 
-step speculative python3 -m infill.cli bench speculative --device cuda --json "$R/speculative.json"
+step speculative python3 -m infill.cli bench speculative --device cuda --requests "${REQUESTS:-40}" --json "$R/speculative.json"
 step steps python3 -m infill.bench.speculative --device cuda --no-completions --shapes 1.5b,7b \
   --json "$R/steps.json"
 step diffusion python3 -m infill.cli bench diffusion --device cuda --json "$R/diffusion.json"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Trains variants of the AR target side by side, then measures each on held-out single-line
 # infill, so a recipe is chosen by measurement. All variants share the GPUs round-robin (one
-# GPU: all on it). Each starts from START_FROM/target, or resumes its own checkpoint in W.
+# GPU: all on it). Each starts from START_FROM/target (START_FROM=none: from scratch), or resumes
+# its own checkpoint in W.
 # Usage: scripts/train_variants.sh W TOKENIZER_DIR NAME "FLAGS" [NAME "FLAGS" ...]
 #   (from the repository root; FLAGS are `infill train ar` options, e.g. "--pack --package-alpha 0.5")
 # Env: MINUTES (schedule length, default 16), STOP_AFTER (minutes of this run, default all),
-#      START_FROM (default infill/models/default), TASKS (held-out tasks, default 300),
-#      WORKERS (data workers per variant, default 4)
+#      START_FROM (default infill/models/default; none: random init), SHAPE (default target),
+#      TASKS (held-out tasks, default 300; 0: skip the held-out runs, e.g. in a run that stops
+#      early to resume in the next device call), WORKERS (data workers per variant, default 4)
 # Prints per variant the last log line and the held-out exact match; W/best names the variant
 # with the lowest held-out loss on the gaps.
 set -u
@@ -23,15 +25,17 @@ names=(); i=0
 while [ $# -ge 2 ]; do
   name=$1 flags=$2; shift 2; names+=("$name")
   start=(--resume "$START_FROM/target")
+  [ "$START_FROM" = none ] && start=()
   [ -f "$W/$name/checkpoint/trainer_state.json" ] && start=(--resume "$W/$name/checkpoint")
   # shellcheck disable=SC2086  # FLAGS is a list of options
-  CUDA_VISIBLE_DEVICES=$((i % GPUS)) $PY -m infill.cli train ar --shape target --data "$W/data" \
-    --out "$W/$name" "${start[@]}" --minutes "${MINUTES:-16}" ${STOP_AFTER:+--stop-after "$STOP_AFTER"} \
+  CUDA_VISIBLE_DEVICES=$((i % GPUS)) $PY -m infill.cli train ar --shape "${SHAPE:-target}" --data "$W/data" \
+    --out "$W/$name" ${start[@]+"${start[@]}"} --minutes "${MINUTES:-16}" ${STOP_AFTER:+--stop-after "$STOP_AFTER"} \
     --batch-size 128 --seq-len 1024 --workers "${WORKERS:-4}" --eval-every 45 $flags \
     >>"$W/$name.log" 2>&1 &
   i=$((i + 1))
 done
 wait
+[ "${TASKS:-300}" = 0 ] && { for name in "${names[@]}"; do echo "$name: $(tail -n 1 "$W/$name/log.jsonl")"; done; exit 0; }
 
 for name in "${names[@]}"; do  # a checkpoint folder loads like a shipped model folder
   mkdir -p "$W/eval-$name" && ln -sfn "$(realpath "$W/$name/checkpoint")" "$W/eval-$name/target"
