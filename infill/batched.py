@@ -158,26 +158,18 @@ class BatchedEngines:
     def _ar_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
         ar = self.engines.ar
         start = time.perf_counter()
-
-        def text_of(tokens: list[int]) -> str:
-            return ar.tokenizer.decode(tokens, skip_special_tokens=True)
-
-        def stop_rule(job: Job):
-            return lambda tokens: cut_completion(text_of(tokens), job.request.suffix,
-                                                 job.multiline, autoregressive.MAX_LINES)[1]
-
         results = decode_batch(
             ar.model, [j.prompt for j in batch],
             max_new_tokens=[j.request.max_tokens for j in batch], stop_ids=ar.stop_ids,
-            stop_rules=[stop_rule(j) for j in batch],
+            stop_rules=[autoregressive.stop_rule(ar, j.request.suffix, j.multiline)
+                        for j in batch],
             temperatures=[j.request.temperature for j in batch],
             top_ps=[j.request.top_p for j in batch], seeds=[j.request.seed for j in batch],
             pad_id=_pad_id(ar.tokenizer))
         ms = (time.perf_counter() - start) * 1000 / len(batch)
         out = []
         for job, (tokens, forwards) in zip(batch, results):
-            text, _ = cut_completion(text_of(tokens), job.request.suffix, job.multiline,
-                                     autoregressive.MAX_LINES)
+            text = autoregressive.completion_text(ar, tokens, job.request.suffix, job.multiline)
             out.append(self._finish(job, text, ar.name, len(tokens), forwards, ms))
         return out
 

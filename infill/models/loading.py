@@ -37,6 +37,7 @@ class ARModel:
     name: str
     context: int  # prompt + completion tokens the model handles well
     decoder: object = None  # speculative.decode.Decoder, made on first use (holds the KV cache)
+    line_breaks: frozenset | None = None  # autoregressive.line_break_ids, found on first use
 
     @property
     def device(self) -> torch.device:

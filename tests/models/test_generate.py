@@ -77,6 +77,31 @@ def test_ar_generate_on_hostile_text(ar_models, family):
     assert_clean(text, ar.tokenizer)
 
 
+STOP_TEXTS = [
+    ("x = compute(a)\n    y = x + 1\n    y = x + 1\n    return y\n", "\n\nprint(1)\n"),
+    ("first()\nsecond()\nreturn z\n", "\n    return z\n"),  # runs into the suffix
+    ("é = 'ü'  # ünïcode\r\n" + "line\n" * 20, ""),  # multi-byte text, \r\n, line limit
+]
+
+
+@pytest.mark.parametrize("family", tiny.AR_FAMILIES)
+@pytest.mark.parametrize("multiline", [False, True])
+def test_stop_rule_stops_where_the_whole_text_says(ar_models, family, multiline):
+    """The rule decodes only at tokens that end a line, yet stops at exactly the token where
+    cutting the whole decoded text first says stop."""
+    from infill.context import cut_completion
+
+    ar = ar_models(family)
+    for text, suffix in STOP_TEXTS:
+        tokens = ar.tokenizer.encode(text, add_special_tokens=False)
+        rule = autoregressive.stop_rule(ar, suffix, multiline)
+        fast = next((k for k in range(1, len(tokens) + 1) if rule(tokens[:k])), None)
+        whole = next((k for k in range(1, len(tokens) + 1) if cut_completion(
+            autoregressive.text_of(ar, tokens[:k]), suffix, multiline,
+            autoregressive.MAX_LINES)[1]), None)
+        assert fast == whole and whole is not None, (family, text)
+
+
 @pytest.mark.parametrize("which", ["infill", "llada", "dream"])
 def test_diffusion_generate(request, which):
     folder = request.getfixturevalue({"infill": "infill_diffusion"}.get(which, which))
