@@ -30,7 +30,7 @@ step speculative python3 -m infill.cli bench speculative --device cuda --request
 step steps python3 -m infill.bench.speculative --device cuda --no-completions --shapes 1.5b,7b \
   --json "$R/steps.json"
 step diffusion python3 -m infill.cli bench diffusion --device cuda --json "$R/diffusion.json"
-step batch python3 -m infill.cli bench batch "$SAFIM" --rows 64 --batch-sizes 8,32 --device cuda \
+step batch python3 -m infill.cli bench batch "$SAFIM" --rows 128 --batch-sizes 8,32,64 --device cuda \
   --max-tokens 64 --json "$R/batch.json"
 step lsp python3 -m lsp_server.bench --models --device cuda --out "$R/lsp.json"
 

@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
                        help="AR: several shorter examples per row (more gaps per token)")
         p.add_argument("--middle-weight", type=float, default=1.0,
                        help="AR: loss weight of the tokens of the gap")
+        if kind == "diffusion":
+            p.add_argument("--surplus", choices=("uniform", "engine"), default="uniform",
+                           help="pads after a gap's middle: uniform up to 128 tokens (the "
+                                "shipped model), or up to the engine's gap size (24 / 64)")
         p.add_argument("--stop-after", type=float,
                        help="minutes: stop this run early (checkpointed); the schedule still "
                             "follows --minutes, so a later --resume continues it")
@@ -83,7 +87,7 @@ def _train(args) -> int:
         minutes=args.minutes, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         warmup_steps=args.warmup_steps, fim_rate=args.fim_rate, workers=args.workers,
         package_alpha=args.package_alpha, pack=args.pack, middle_weight=args.middle_weight,
-        stop_after=args.stop_after,
+        surplus=getattr(args, "surplus", "uniform"), stop_after=args.stop_after,
         seed=args.seed, eval_every_s=args.eval_every, device=args.device, compile=args.compile,
         resume=str(args.resume) if args.resume else None, max_steps=args.max_steps,
     )

@@ -167,9 +167,26 @@ def diffusion_row(prefix: list[int], middle: list[int], surplus: int, suffix: li
     return row, keep_prefix, keep_prefix + len(gap)
 
 
+def surplus_pads(middle: int, mode: str, max_gap: int, rng: random.Random) -> int:
+    """Pads after a middle of `middle` tokens, where inference finds more masks than the gap
+    needs (none in a quarter of the rows). uniform: 1 .. max_gap - middle, the shipped model's
+    recipe, which left most of a gap's positions pads and taught the model to answer pad
+    everywhere; engine: up to the smallest gap the engine gives a request
+    (`DiffusionSettings`: a single line, a few lines) that holds the middle, as at inference."""
+    if rng.random() < 0.25:
+        return 0
+    if mode == "engine":
+        from infill.diffusion.engine import DiffusionSettings
+
+        sizes = (DiffusionSettings.single_line_gap, DiffusionSettings.multi_line_gap)
+        return next((size - middle for size in sizes if size >= middle), 0)
+    return rng.randint(1, max(1, max_gap - middle))
+
+
 def diffusion_batch(tokenizer, ids: SpecialIds, docs: DocSampler, rng: random.Random,
                     batch_size: int, seq_len: int, infill_rate: float = 0.75,
-                    max_gap: int = 128, eps: float = 0.02) -> dict[str, torch.Tensor]:
+                    max_gap: int = 128, eps: float = 0.02,
+                    surplus: str = "uniform") -> dict[str, torch.Tensor]:
     """MDLM/LLaDA rows: mask ratio t ~ U(eps, 1) over the maskable region, loss weight 1/t.
 
     Infill rows mask only a gap (an editor-shaped span plus surplus pads); the other rows mask
@@ -196,8 +213,8 @@ def diffusion_batch(tokenizer, ids: SpecialIds, docs: DocSampler, rng: random.Ra
             continue
         p, m, s = next(encoded), next(encoded), next(encoded)
         m = m[:max_gap]
-        surplus = 0 if rng.random() < 0.25 else rng.randint(1, max(1, max_gap - len(m)))
-        row, g0, g1 = diffusion_row(p, m, surplus, s, ids, seq_len)
+        pads = surplus_pads(len(m), surplus, max_gap, rng)
+        row, g0, g1 = diffusion_row(p, m, pads, s, ids, seq_len)
         rows[i, : len(row)] = row
         maskable[i, g0:g1] = True
     t = np.array([rng.uniform(eps, 1.0) for _ in range(batch_size)])
@@ -221,11 +238,12 @@ class BatchStream(IterableDataset):
 
     def __init__(self, kind: str, texts: list[str], tokenizer, batch_size: int, seq_len: int,
                  seed: int, fim_rate: float = 0.9, packages: list[str] | None = None,
-                 package_alpha: float = 1.0, pack: bool = False, middle_weight: float = 1.0):
+                 package_alpha: float = 1.0, pack: bool = False, middle_weight: float = 1.0,
+                 surplus: str = "uniform"):
         self.kind, self.texts, self.tokenizer = kind, texts, tokenizer
         self.batch_size, self.seq_len, self.seed, self.fim_rate = batch_size, seq_len, seed, fim_rate
         self.packages, self.package_alpha = packages, package_alpha
-        self.pack, self.middle_weight = pack, middle_weight
+        self.pack, self.middle_weight, self.surplus = pack, middle_weight, surplus
 
     def __iter__(self):
         info = get_worker_info()
@@ -237,7 +255,8 @@ class BatchStream(IterableDataset):
 
     def batch(self, docs: DocSampler, ids: SpecialIds, rng: random.Random):
         if self.kind == "diffusion":
-            return diffusion_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len)
+            return diffusion_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len,
+                                   surplus=self.surplus)
         return ar_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len,
                         self.fim_rate, self.pack, self.middle_weight)
 

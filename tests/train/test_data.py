@@ -3,7 +3,7 @@ import random
 import pytest
 
 from infill.train.data import (IGNORE, DocSampler, SpecialIds, ar_batch, diffusion_batch,
-                               diffusion_row, fim_row)
+                               diffusion_row, fim_row, surplus_pads)
 from infill.train.spans import SAMPLERS, sample_span, window
 from infill.train.tokenizer import train_tokenizer
 
@@ -139,3 +139,21 @@ def test_middle_weight_marks_exactly_the_middle_and_its_end_token(tokenizer):
         assert heavy[0] == middle_at
         assert int(label_row[heavy[-1]]) == ids.end
         assert heavy == list(range(heavy[0], heavy[-1] + 1))
+
+
+def test_engine_surplus_fills_a_gap_to_the_size_the_engine_gives_it():
+    """--surplus engine: a middle plus its pads is a gap the diffusion engine would make (24
+    masks for a line, 64 for a few lines), or the bare middle (a quarter of the rows, and
+    middles longer than any gap)."""
+    from infill.diffusion.engine import DiffusionSettings
+
+    sizes = {DiffusionSettings.single_line_gap, DiffusionSettings.multi_line_gap}
+    rng = random.Random(0)
+    totals = [(m, m + surplus_pads(m, "engine", 128, rng)) for m in range(1, 100) for _ in range(8)]
+    assert all(total in sizes or total == m for m, total in totals)
+    assert {total for m, total in totals if m <= 24} >= {24} and max(t for _, t in totals) >= 64
+    share_bare = sum(total == m for m, total in totals if m < 24) / sum(m < 24 for m, _ in totals)
+    assert 0.1 < share_bare < 0.4
+    # the shipped model's recipe: up to max_gap, whatever the engine does
+    uniform = [surplus_pads(5, "uniform", 128, rng) for _ in range(200)]
+    assert max(uniform) > 64 and min(uniform) == 0
