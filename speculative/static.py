@@ -1,13 +1,13 @@
 """A static KV cache and a small hand-written forward for Llama/Qwen2-family causal LMs.
 
-gpt-fast style: K/V live in preallocated tensors [layers, kv_heads, capacity, head_dim], a
-cache is the list of token ids it holds (its length is the pointer), rolling back is shortening
-that list, and a new prompt reuses the longest common prefix, as `PrefixKV` does. The forward
-reads the HF model's own weights (q/k/v fused into one matrix, Qwen2's biases included), so it
-needs no second copy of the model and computes what HF computes: RMSNorm, RoPE from the model's
-own rotary module (so rope_theta and static rope scalings are the checkpoint's), attention over
-the cache with an explicit mask (a key is visible to a query when its position is <= the
-query's), tied or untied lm_head.
+gpt-fast style: K/V live in one preallocated tensor [layers, 2 * kv_heads, capacity, head_dim]
+(the K heads, then the V heads), a cache is the list of token ids it holds (its length is the
+pointer), rolling back is shortening that list, and a new prompt reuses the longest common
+prefix, as `PrefixKV` does. The forward reads the HF model's own weights (copying only q/k/v,
+stacked into one matrix; Qwen2's biases included) and computes what HF computes:
+RMSNorm, RoPE from the model's own rotary module (so rope_theta and static rope scalings are the
+checkpoint's), attention over the cache with an explicit mask (a key is visible to a query when
+its position is <= the query's), tied or untied lm_head.
 
 Two ways to run a step over the same code:
 - eager, any device: the inputs have their real length and attention reads the cache up to the
@@ -49,6 +49,14 @@ STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # cos/sin depend on the p
 LOGIT_BUCKETS = (1, 2, 4, 8, 16, 32)  # decode and verify: the graph ends with the logits
 CHUNK_BUCKETS = (64, 128, 256, 512, 1024)  # prefill chunks: the graph ends with the hidden states
 MIN_CAPACITY = 1024
+# Steps of at most this many query tokens (decode, verify, a batch of up to 32 rows) compute
+# attention as batched matmuls; larger ones (prefill chunks, 64 rows) go through SDPA. SDPA's
+# memory-efficient kernel gives the queries of each (row, KV head) a thread block that walks all
+# the keys (the whole capacity under static shapes) serially: with few queries that is a
+# handful of blocks on a GPU of 132 SMs, where cuBLAS spreads q @ K^T over the keys. The matmul
+# path pays for an fp32 copy of K and the full score matrix [rows, kv_heads, group * T, keys]:
+# small for few queries, a waste for chunks of 64+ tokens, where SDPA has blocks enough.
+MATMUL_ATTENTION_TOKENS = 32
 
 
 def unsupported_reason(model) -> str | None:
@@ -100,8 +108,14 @@ def _eps(norm) -> float:
 
 @dataclass
 class _Layer:
+    """One decoder layer's weights. q/k/v are a stacked copy (one matmul instead of three),
+    refreshed by `check_weights`; the model's own parameters are left as they are (views into
+    one stacked tensor would be shared storage to `save_pretrained` and an optimizer). Gate and
+    up stay two matmuls: they are half of a Qwen2's weights, and a stacked copy would add half
+    the model again (Qwen2.5-Coder-7B in bf16: +7.6 GB) to save one kernel per layer."""
+
     input_norm: torch.Tensor
-    qkv: torch.Tensor  # q, k and v weights stacked: one matmul
+    qkv: torch.Tensor  # q, k and v weights stacked
     qkv_bias: torch.Tensor | None
     o: torch.Tensor
     o_bias: torch.Tensor | None
@@ -117,14 +131,27 @@ class _Layer:
     scaling: float
 
 
-def _stack_qkv(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
-    projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+def _qkv(layer) -> tuple:
+    attn = layer.self_attn
+    return attn.q_proj, attn.k_proj, attn.v_proj
+
+
+def _stack(projs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The linear layers' weights stacked (and biases, zeros for one without): one matmul."""
     weight = torch.cat([p.weight for p in projs])
     if all(p.bias is None for p in projs):
         return weight, None
     return weight, torch.cat([p.bias if p.bias is not None else
                               torch.zeros(p.out_features, dtype=weight.dtype, device=weight.device)
                               for p in projs])
+
+
+def _refresh(weight, bias, projs) -> None:
+    """Copy the projections' current weights into their stacked copy."""
+    new_weight, new_bias = _stack(projs)
+    weight.copy_(new_weight)
+    if bias is not None:
+        bias.copy_(new_bias)
 
 
 def _version(tensor: torch.Tensor) -> int:
@@ -143,6 +170,25 @@ def _attention_backends():
     return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
+def _sdpa_attention(q, keys, values, mask, scale):
+    """q: [rows, kv_heads, group, T, dim]; keys, values: [rows or 1, kv_heads, keys, dim];
+    mask: [rows, 1, group * T, keys]. Attention [rows, kv_heads, group * T, dim]."""
+    rows, kv_heads, group, t, dim = q.shape
+    q = q.reshape(rows, kv_heads, group * t, dim)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+
+
+def _matmul_attention(q, keys, values, mask, scale):
+    """`_sdpa_attention` as batched matmuls (see MATMUL_ATTENTION_TOKENS). The scores and the
+    softmax are fp32, as in SDPA's kernels: bf16 scores came out ~10x less accurate than SDPA
+    against an fp64 reference. The probabilities meet V in its own dtype, as in those kernels."""
+    dtype = torch.promote_types(keys.dtype, torch.float32)  # fp32, or a float64 model's own
+    q = q.to(dtype, memory_format=torch.contiguous_format).flatten(2, 3)
+    scores = torch.matmul(q, keys.to(dtype).transpose(-1, -2))
+    probs = torch.softmax(torch.add(mask, scores, alpha=scale), -1)
+    return torch.matmul(probs.to(values.dtype), values)
+
+
 def _linear_residual(x, a, weight, bias):
     """x + a @ weight.T: one kernel (addmm) where there is no bias."""
     if bias is None:
@@ -156,9 +202,11 @@ class StaticModel:
 
     def __init__(self, model, *, graphs: bool | str | None = None,
                  static_shapes: bool | None = None, buckets: tuple[int, ...] | None = None,
-                 min_capacity: int = MIN_CAPACITY):
+                 min_capacity: int = MIN_CAPACITY,
+                 matmul_attention_tokens: int = MATMUL_ATTENTION_TOKENS):
         """graphs: None (CUDA graphs on a CUDA device), True, False or "emulate";
-        static_shapes: pad to buckets and attend over the whole cache even without graphs."""
+        static_shapes: pad to buckets and attend over the whole cache even without graphs;
+        matmul_attention_tokens: see MATMUL_ATTENTION_TOKENS (0: SDPA always)."""
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"static KV cache unsupported: {reason}")
@@ -168,6 +216,7 @@ class StaticModel:
         self.options = (graphs, static_shapes)
         self.buckets = tuple(sorted(buckets or LOGIT_BUCKETS + CHUNK_BUCKETS))
         self.min_capacity = min_capacity
+        self.matmul_attention_tokens = matmul_attention_tokens
         self.owner = None
         self.capacity = 0
         self._build()
@@ -202,8 +251,7 @@ class StaticModel:
 
     def _layer(self, layer) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
-        qkv, qkv_bias = _stack_qkv(attn)
-        return _Layer(layer.input_layernorm.weight, qkv, qkv_bias, attn.o_proj.weight,
+        return _Layer(layer.input_layernorm.weight, *_stack(_qkv(layer)), attn.o_proj.weight,
                       attn.o_proj.bias, layer.post_attention_layernorm.weight,
                       mlp.gate_proj.weight, mlp.gate_proj.bias, mlp.up_proj.weight,
                       mlp.up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias,
@@ -228,11 +276,8 @@ class StaticModel:
             log.info("static KV cache: the model's weights moved; rebuilding")
             self._build()
             return
-        for layer, attn in zip(self.layers, (lay.self_attn for lay in _layers(self.model_ref()))):
-            qkv, bias = _stack_qkv(attn)
-            layer.qkv.copy_(qkv)
-            if bias is not None:
-                layer.qkv_bias.copy_(bias)
+        for layer, hf_layer in zip(self.layers, _layers(self.model_ref())):
+            _refresh(layer.qkv, layer.qkv_bias, _qkv(hf_layer))
         self.fingerprint = self._fingerprint()
 
     def _ensure_capacity(self, needed: int) -> None:
@@ -241,13 +286,11 @@ class StaticModel:
         if needed <= self.capacity:
             return
         capacity = max(self.min_capacity, 1 << (needed - 1).bit_length())
-        shape = (len(self.layers), self.kv_heads, capacity, self.head_dim)
-        k = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        shape = (len(self.layers), 2 * self.kv_heads, capacity, self.head_dim)
+        kv = torch.zeros(shape, dtype=self.dtype, device=self.device)
         if self.capacity:
-            k[:, :, : self.capacity] = self.k
-            v[:, :, : self.capacity] = self.v
-        self.k, self.v, self.capacity = k, v, capacity
+            kv[:, :, : self.capacity] = self.kv
+        self.kv, self.capacity = kv, capacity
         self.positions = torch.arange(capacity, device=self.device)
         self.cos, self.sin = self._rope_tables(capacity)
         self.steps = {}
@@ -270,7 +313,7 @@ class StaticModel:
         `start` is an int or a 1-element tensor (the graphs read it from their input buffer).
         No host synchronisation: this is what a CUDA graph captures."""
         positions = self.positions[:ids.shape[0]] + start
-        return self._forward(ids, positions[None], attend, self.k, self.v, self.cos, self.sin,
+        return self._forward(ids, positions[None], attend, self.kv, self.cos, self.sin,
                              self.positions)
 
     def forward_rows(self, ids: torch.Tensor, positions: torch.Tensor, attend: int,
@@ -278,54 +321,61 @@ class StaticModel:
         """The same forward over a batch cache: one token per row ([B] ids at [B] positions,
         each row in its own cache slot), hidden states [B, hidden]."""
         rows = ids.shape[0]  # the first `rows` slots
-        return self._forward(ids, positions[:, None], attend, cache.k[:, :rows],
-                             cache.v[:, :rows], cache.cos, cache.sin, cache.positions)
+        return self._forward(ids, positions[:, None], attend, cache.kv[:, :rows], cache.cos,
+                             cache.sin, cache.positions)
 
-    def _forward(self, ids, positions, attend, k, v, cos_table, sin_table, arange):
-        """positions: [rows, T]; k, v: [layers, kv_heads, capacity, dim] for one row (the
-        single cache) or [layers, rows, kv_heads, capacity, dim] (a batch cache)."""
+    def _forward(self, ids, positions, attend, kv, cos_table, sin_table, arange):
+        """positions: [rows, T]; kv: [layers, 2 * kv_heads, capacity, dim] for one row (the
+        single cache) or [layers, rows, 2 * kv_heads, capacity, dim] (a batch cache)."""
         rows, t = positions.shape
         group = self.heads // self.kv_heads
         flat = positions.reshape(-1)
-        cos = cos_table.index_select(0, flat)[:, None]
-        sin = sin_table.index_select(0, flat)[:, None]
+        cos, sin = self._rope_rows(cos_table, sin_table, flat)
         visible = arange[:attend] <= positions[..., None]  # [rows, T, attend]
         mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
         mask = mask.masked_fill(~visible, float("-inf")).repeat(1, group, 1)[:, None]
         x = F.embedding(ids, self.embed)
         with _attention_backends() if self.device.type == "cuda" else contextlib.nullcontext():
-            x = self._layers(x, flat, rows, cos, sin, mask, attend, k, v)
+            x = self._layers(x, flat, rows, cos, sin, mask, attend, kv)
         return F.rms_norm(x, (self.hidden,), self.final_norm, self.final_eps)
 
-    def _layers(self, x, positions, rows, cos, sin, mask, attend: int, k_cache,
-                v_cache) -> torch.Tensor:
+    def _rope_rows(self, cos_table, sin_table, positions):
+        """cos and sin [T, heads + 2 * kv_heads, dim] for the q, k and v heads of each token.
+        V's (cos 1, sin 0) leave it as it is: RoPE then hands K and V over side by side, as the
+        cache holds them, and one copy per layer writes both."""
+        n, qk, v = positions.shape[0], self.heads + self.kv_heads, self.kv_heads
+        cos = cos_table.index_select(0, positions)[:, None]
+        sin = sin_table.index_select(0, positions)[:, None]
+        cos = torch.cat((cos.expand(n, qk, -1), torch.ones_like(cos).expand(n, v, -1)), 1)
+        sin = torch.cat((sin.expand(n, qk, -1), torch.zeros_like(sin).expand(n, v, -1)), 1)
+        return cos, sin
+
+    def _layers(self, x, positions, rows, cos, sin, mask, attend: int, kv_cache) -> torch.Tensor:
         """x: [rows * T, hidden], row-major; positions: [rows * T]."""
         n, heads, kv_heads, dim = x.shape[0], self.heads, self.kv_heads, self.head_dim
         t, group, half = n // rows, heads // kv_heads, dim // 2
-        single = k_cache.dim() == 4
+        single = kv_cache.dim() == 4
         if not single:  # where each row's K/V go in its own slot
-            where = positions.view(rows, 1, t, 1).expand(rows, kv_heads, t, dim)
+            where = positions.view(rows, 1, t, 1).expand(rows, 2 * kv_heads, t, dim)
+        # n is a static shape: each CUDA graph takes one of the two
+        attention = _matmul_attention if n <= self.matmul_attention_tokens else _sdpa_attention
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
-            qkv = F.linear(h, w.qkv, w.qkv_bias)
-            qk = qkv[:, : (heads + kv_heads) * dim].view(n, heads + kv_heads, dim)
-            v = qkv[:, (heads + kv_heads) * dim:].view(n, kv_heads, dim)
-            roped = qk * cos
-            roped.addcmul_(torch.cat((qk[..., half:], qk[..., :half]), -1), sin)
-            q, k = roped[:, :heads], roped[:, heads:]
+            qkv = F.linear(h, w.qkv, w.qkv_bias).view(n, heads + 2 * kv_heads, dim)
+            roped = qkv * cos  # q and k rotated, v as it was (see `_rope_rows`)
+            roped.addcmul_(torch.cat((qkv[..., half:], qkv[..., :half]), -1), sin)
+            q, new_kv = roped[:, :heads], roped[:, heads:]
             if single:
-                k_cache[i].index_copy_(1, positions, k.transpose(0, 1))
-                v_cache[i].index_copy_(1, positions, v.transpose(0, 1))
-                keys, values = k_cache[i, None, :, :attend], v_cache[i, None, :, :attend]
+                kv_cache[i].index_copy_(1, positions, new_kv.transpose(0, 1))
+                layer_kv = kv_cache[i, None, :, :attend]
             else:
-                k_cache[i].scatter_(2, where, k.view(rows, t, kv_heads, dim).transpose(1, 2))
-                v_cache[i].scatter_(2, where, v.view(rows, t, kv_heads, dim).transpose(1, 2))
-                keys, values = k_cache[i, :, :, :attend], v_cache[i, :, :, :attend]
+                kv_cache[i].scatter_(2, where, new_kv.view(rows, t, -1, dim).transpose(1, 2))
+                layer_kv = kv_cache[i, :, :, :attend]
+            keys, values = layer_kv[:, :kv_heads], layer_kv[:, kv_heads:]
             # grouped-query attention without copying K/V per head: the `group` query heads
             # that share a KV head become `group` times as many query rows
             q = q.reshape(rows, t, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
-            q = q.reshape(rows, kv_heads, group * t, dim)
-            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scaling)
+            a = attention(q, keys, values, mask, w.scaling)
             a = a.reshape(rows, kv_heads, group, t, dim).permute(0, 3, 1, 2, 4)
             a = a.reshape(n, heads * dim)
             x = _linear_residual(x, a, w.o, w.o_bias)
@@ -445,7 +495,7 @@ class _Step:
 
 class StaticBatch:
     """Many rows decoding together, each in its own slot of one cache
-    [layers, slots, kv_heads, capacity, head_dim], at its own positions (its prompt at 0..):
+    [layers, slots, 2 * kv_heads, capacity, head_dim], at its own positions (its prompt at 0..):
     what a row computes is what it would compute alone, whatever the other rows' lengths.
 
     A row's prompt goes through the single-row path (`StaticModel.run`, its chunk buckets and
@@ -484,10 +534,9 @@ class StaticBatch:
             return
         slots, capacity = max(slots, self.slots), max(capacity, self.capacity)
         engine = self.engine
-        shape = (len(engine.layers), slots, engine.kv_heads, capacity, engine.head_dim)
-        self.k = self.v = None  # free the old cache first
-        self.k = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        self.v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        shape = (len(engine.layers), slots, 2 * engine.kv_heads, capacity, engine.head_dim)
+        self.kv = None  # free the old cache first
+        self.kv = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.slots, self.capacity = slots, capacity
         self.positions = torch.arange(capacity, device=self.device)
         self.cos, self.sin = engine._rope_tables(capacity)
@@ -508,8 +557,7 @@ class StaticBatch:
         for slot, prompt in enumerate(prompts):
             engine.owner = self  # a single-row cache must restore its tokens after this
             logits.append(engine.run(list(prompt), 0, "last")[0])
-            self.k[:, slot, :, : len(prompt)] = engine.k[:, :, : len(prompt)]
-            self.v[:, slot, :, : len(prompt)] = engine.v[:, :, : len(prompt)]
+            self.kv[:, slot, :, : len(prompt)] = engine.kv[:, :, : len(prompt)]
         self.slot_of = list(range(len(prompts)))
         self.lengths = [len(p) for p in prompts]
         return torch.stack(logits)
@@ -524,8 +572,7 @@ class StaticBatch:
         for j, slot in enumerate(self.slot_of):
             if slot >= bucket:  # move it down, the tokens it holds only
                 to, n = free.pop(0), self.lengths[j]
-                self.k[:, to, :, :n] = self.k[:, slot, :, :n]
-                self.v[:, to, :, :n] = self.v[:, slot, :, :n]
+                self.kv[:, to, :, :n] = self.kv[:, slot, :, :n]
                 self.slot_of[j] = to
 
     @torch.inference_mode()

@@ -363,11 +363,14 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
         "HF eager (DynamicCache)": lambda: PrefixKV(model),
         "static eager": lambda: StaticKV(StaticModel(model, graphs=False)),
         "static + CUDA graphs": lambda: StaticKV(StaticModel(model, graphs=True, buckets=buckets)),
+        # the attention of the few-token steps as SDPA's kernel instead of matmuls, side by side
+        "static + CUDA graphs, SDPA attention": lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, matmul_attention_tokens=0)),
     }
     if device.type != "cuda":  # the graph path's CPU twin, so the CPU run covers its code
         makers["static + emulated graphs"] = lambda: StaticKV(
             StaticModel(model, graphs="emulate", buckets=buckets))
-        del makers["static + CUDA graphs"]
+        del makers["static + CUDA graphs"], makers["static + CUDA graphs, SDPA attention"]
     for method, make in makers.items():
         entry = out["methods"][method] = {}
         try:

@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 from speculative.cache import PrefixKV
 from speculative.decode import Decoder
 from speculative.drafters import ModelDrafter, NgramDrafter, _latest_slow
+from speculative import static
 from speculative.static import StaticKV, StaticModel, kv_cache, unsupported_reason
 
 SMALL = dict(vocab_size=48, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -88,6 +89,29 @@ def test_logits_equal_hf(name):
         close(kv.prefill(ids[:60])[0], reference[59])  # after rollback, reusing 20
 
 
+def test_few_query_tokens_attend_by_matmuls_and_prompt_chunks_by_sdpa_both_as_hf(monkeypatch):
+    """Decode and verify steps (at most MATMUL_ATTENTION_TOKENS tokens) take the matmul
+    attention, a 64-token chunk SDPA, each bucket one path; both give HF's logits."""
+    used = []
+    for name in ("_matmul_attention", "_sdpa_attention"):
+        def spy(*args, real=getattr(static, name), name=name):
+            used.append(name)
+            return real(*args)
+        monkeypatch.setattr(static, name, spy)
+    model = qwen2(seed=15, num_key_value_heads=2)
+    ids = random.Random(2).choices(range(48), k=64 + 1 + 8)
+    reference = hf_logits(model, ids)
+    for mode in MODES.values():
+        kv = StaticKV(StaticModel(model, **mode))
+        kv.feed(ids[:1])  # emulated graphs: the capture runs every bucket
+        kv.rollback(0)
+        for start, end, path in ((0, 64, "_sdpa_attention"), (64, 65, "_matmul_attention"),
+                                 (65, 73, "_matmul_attention")):
+            used.clear()
+            close(kv.feed(ids[start:end]), reference[start:end])
+            assert set(used) == {path}
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_rollback_and_prefix_reuse_give_the_logits_of_a_fresh_prefill(mode):
     model = llama(seed=4)
@@ -154,11 +178,13 @@ def test_caches_sharing_a_model_restore_their_own_tokens():
 
 
 def test_weights_changed_in_place_are_picked_up():
-    model = llama(seed=8)
+    model = llama(seed=8, mlp_bias=True)
     kv = StaticKV(StaticModel(model, graphs=False))
     kv.prefill([1, 2, 3])
-    with torch.no_grad():
+    with torch.no_grad():  # the stacked q/k/v copy follows; biases too
         model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
+        model.model.layers[1].mlp.gate_proj.weight.mul_(1.5)
+        model.model.layers[1].mlp.up_proj.bias.add_(0.5)
     logits, reused = kv.prefill([1, 2, 3, 4])
     close(logits, hf_logits(model, [1, 2, 3, 4])[-1])
 

@@ -9,7 +9,8 @@ import pytest
 from infill.batched import decode_batch
 from speculative.cache import PrefixKV
 from speculative.decode import Decoder
-from speculative.static import StaticBatch, StaticModel, batch_cache, kv_cache
+from speculative.static import (MATMUL_ATTENTION_TOKENS, StaticBatch, StaticModel, batch_cache,
+                                 kv_cache)
 
 from test_static import MODES, close, hf_logits, llama, qwen2, sharp
 
@@ -38,6 +39,18 @@ def test_rows_give_the_logits_of_hf_alone(mode):
         logits = cache.step([f[i] for f in fed])
         for row, f, got in zip(rows, fed, logits):
             close(got, hf_logits(model, row + f[: i + 1])[-1])
+
+
+def test_more_rows_than_the_matmul_attention_takes_give_the_logits_of_hf_alone():
+    """Past MATMUL_ATTENTION_TOKENS rows a batch step attends through SDPA."""
+    model = qwen2(seed=28, num_key_value_heads=2)
+    rows = [p[:12] for p in prompts(7, count=MATMUL_ATTENTION_TOKENS + 3)]
+    reference = [hf_logits(model, row + [7])[-1] for row in rows]
+    for mode in MODES.values():
+        cache = StaticModel(model, **mode).rows()
+        cache.start(rows, room=1)
+        for got, expected in zip(cache.step([7] * len(rows)), reference):
+            close(got, expected)
 
 
 @pytest.mark.parametrize("name", MODELS)
