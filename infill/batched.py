@@ -9,9 +9,10 @@ Each request is routed, shaped (single/multi-line), prompted, cut and guarded ex
   (`speculative.static.StaticBatch`: the same forward, a cache slot per row at the row's own
   positions, a CUDA graph per row bucket on a GPU); otherwise they are left-padded through HF's
   forward with an attention mask and each row's own positions. Either way a row computes what
-  it would alone: greedy output equals the single-request path (speculative greedy decoding
-  equals the target alone); sampled rows draw from their own generator seeded with the
-  request's seed, as the single path without a drafter.
+  it would alone, up to the rounding of other kernel shapes: greedy output equals the
+  single-request path's but for near-ties (speculative greedy decoding equals the target
+  alone); sampled rows draw from their own generator seeded with the request's seed, as the
+  single path without a drafter.
 - diffusion: canvases with the same gap size go together; prefixes are left-padded and
   suffixes right-padded so every gap starts at the same column, which lets the one sampler
   (`infill.diffusion.sampler.denoise`) run unchanged on the [B, L] batch, the model seeing an

@@ -318,10 +318,13 @@ class StaticModel:
 
     def forward_rows(self, ids: torch.Tensor, positions: torch.Tensor, attend: int,
                      cache: "StaticBatch") -> torch.Tensor:
-        """The same forward over a batch cache: one token per row ([B] ids at [B] positions,
-        each row in its own cache slot), hidden states [B, hidden]."""
+        """The same forward over a batch cache, each row in its own cache slot: one token per
+        row ([B] ids at [B] positions; hidden states [B, hidden]) or T per row ([B, T] ids at
+        [B, T] positions; hidden states [B * T, hidden], row-major)."""
         rows = ids.shape[0]  # the first `rows` slots
-        return self._forward(ids, positions[:, None], attend, cache.kv[:, :rows], cache.cos,
+        if ids.dim() == 1:
+            ids, positions = ids[:, None], positions[:, None]
+        return self._forward(ids.reshape(-1), positions, attend, cache.kv[:, :rows], cache.cos,
                              cache.sin, cache.positions)
 
     def _forward(self, ids, positions, attend, kv, cos_table, sin_table, arange):
@@ -498,10 +501,12 @@ class StaticBatch:
     [layers, slots, 2 * kv_heads, capacity, head_dim], at its own positions (its prompt at 0..):
     what a row computes is what it would compute alone, whatever the other rows' lengths.
 
-    A row's prompt goes through the single-row path (`StaticModel.run`, its chunk buckets and
-    graphs included) and its K/V are copied into the row's slot, so the first token of a row is
-    the single path's exactly. Decoding feeds one token per row per step through the same
-    forward (`forward_rows`); the mask shows each row its own slot up to its own position.
+    The prompts go through that forward together (`forward_rows`, eagerly, in chunks of at
+    most PREFILL_TOKENS tokens over all rows), right-padded: a padding token sits past its
+    row's prompt, where the row's first new token later overwrites it and no real token sees
+    it. Decoding feeds one token per row per step through the same forward; the mask shows each
+    row its own slot up to its own position. A row computes what it would alone up to rounding
+    (other shapes, other kernels): greedy text equals the single path's but for near-ties.
 
     With static shapes the rows are padded to a bucket (1, 2, 4, ... 64), one CUDA graph per
     bucket (emulated on the CPU as `StaticModel`'s steps are); padding rows and rows that
@@ -511,6 +516,9 @@ class StaticBatch:
     is the number of active rows and attention reads up to the furthest row's position."""
 
     BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+    # tokens (rows x chunk) per prefill forward: bounds its mask and attention scores, e.g.
+    # 6 query heads per KV head x 16384 x 2048 keys x 2 bytes = 400 MB for a 1.5B Qwen
+    PREFILL_TOKENS = 16384
 
     def __init__(self, engine: StaticModel):
         self.engine = engine
@@ -552,15 +560,30 @@ class StaticBatch:
         engine.check_weights()
         if engine.batch is not self:  # the weights moved: this cache belongs to the old ones
             raise RuntimeError("stale batch cache")
+        if any(not p for p in prompts):
+            raise ValueError("an empty prompt")
         self._ensure(self.bucket(len(prompts)), max(len(p) for p in prompts) + room)
-        logits = []
-        for slot, prompt in enumerate(prompts):
-            engine.owner = self  # a single-row cache must restore its tokens after this
-            logits.append(engine.run(list(prompt), 0, "last")[0])
-            self.kv[:, slot, :, : len(prompt)] = engine.kv[:, :, : len(prompt)]
+        logits = self._prefill(prompts)
         self.slot_of = list(range(len(prompts)))
         self.lengths = [len(p) for p in prompts]
-        return torch.stack(logits)
+        return logits
+
+    def _prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """All prompts into their slots (0..), chunk by chunk; logits after each [rows, V]."""
+        rows, longest = len(prompts), max(len(p) for p in prompts)
+        chunk = max(1, self.PREFILL_TOKENS // rows)
+        last: list[torch.Tensor | None] = [None] * rows
+        for at in range(0, longest, chunk):
+            width = min(chunk, longest - at)
+            ids = [p[at: at + width] + [0] * (width - len(p[at: at + width])) for p in prompts]
+            ids = torch.tensor(ids, device=self.device)
+            positions = self.positions[at: at + width].expand(rows, width)
+            hidden = self.engine.forward_rows(ids, positions, at + width, self)
+            hidden = hidden.view(rows, width, -1)
+            for row, prompt in enumerate(prompts):
+                if at < len(prompt) <= at + width:  # the row's last prompt token is here
+                    last[row] = hidden[row, len(prompt) - 1 - at]
+        return self.engine.logits(torch.stack(last))
 
     @torch.inference_mode()
     def keep(self, rows: list[int]) -> None:

@@ -23,8 +23,12 @@ def prompts(seed=0, count=5):
     return [rng.choices(range(1, 48), k=rng.randint(1, 90)) for _ in range(count)]
 
 
+@pytest.mark.parametrize("prefill_tokens", [StaticBatch.PREFILL_TOKENS, 16])
 @pytest.mark.parametrize("mode", MODES)
-def test_rows_give_the_logits_of_hf_alone(mode):
+def test_rows_give_the_logits_of_hf_alone(mode, prefill_tokens, monkeypatch):
+    """16 prefill tokens: the prompts go in chunks of 5 over the 3 rows, each ending in
+    another chunk."""
+    monkeypatch.setattr(StaticBatch, "PREFILL_TOKENS", prefill_tokens)
     model = qwen2(seed=22)
     cache = StaticModel(model, **MODES[mode]).rows()
     rows = prompts(1, count=3)
