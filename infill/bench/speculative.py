@@ -106,8 +106,11 @@ def run_ours(ar, prompts, drafter, max_new: int, make_kv=None) -> list[dict]:
 
 def run_hf(ar, prompts, max_new: int, **generate_kwargs) -> list[dict]:
     rows = []
-    eos = sorted(ar.stop_ids)
     for p in prompts:
+        # not the prompt's last token (a FIM prompt ends with the middle token, one of our stop
+        # ids): transformers 5.17's prompt lookup took a prompt ending in an EOS id for a
+        # finished sequence and returned no tokens
+        eos = sorted(ar.stop_ids - {p.ids[-1]})
         inputs = torch.tensor([p.ids], device=ar.device)
         _sync(ar.device)
         start = time.perf_counter()
