@@ -1,7 +1,7 @@
 """The training corpus: Python source found on the machine, cleaned, deduplicated and split.
 
 The held-out split is by top-level package, so that no file of a held-out package (nor a copy
-of one under another name) is ever trained on. The packages are chosen to exist both on the GPU
+of one under another name, nor one vendored inside another package) is ever trained on. The packages are chosen to exist both on the GPU
 machine and on an ordinary developer machine, so held-out figures can be reproduced anywhere.
 """
 
@@ -117,11 +117,21 @@ def collect(roots: list[Path] | None = None, packages: tuple[str, ...] | None = 
 
 
 def split(files: list[SourceFile]) -> tuple[list[SourceFile], list[SourceFile]]:
-    """(train, held_out) by package name."""
+    """(train, held_out) by package name. A held-out package vendored inside another one
+    (pip/_vendor/idna/...: another version, so deduplication keeps both) is in neither."""
     held = {p.lower() for p in HELD_OUT_PACKAGES}
-    train = [f for f in files if f.package.lower() not in held]
+    train = [f for f in files if f.package.lower() not in held and not vendors(f, held)]
     held_out = [f for f in files if f.package.lower() in held]
     return train, held_out
+
+
+def vendors(f: SourceFile, packages: set[str]) -> bool:
+    """Whether the file lies in one of these packages (or is such a module) inside its own
+    top-level package: a vendored copy."""
+    parts = [part.lower().removesuffix(".py") for part in Path(f.path).parts]
+    top = f.package.lower()
+    inside = parts[len(parts) - parts[::-1].index(top):] if top in parts else []
+    return any(part in packages for part in inside)
 
 
 def write_jsonl(files: list[SourceFile], path: Path) -> None:
@@ -158,6 +168,7 @@ def prepare(out_dir: Path, roots: list[Path] | None = None) -> dict:
         "heldout_files": len(held_out),
         "heldout_chars": sum(len(f.text) for f in held_out),
         "heldout_packages": sorted({f.package for f in held_out}),
+        "vendored_held_out_files": len(files) - len(train) - len(held_out),
         "largest_train_packages": _largest_packages(train, 15),
     }
     (out_dir / "corpus.json").write_text(json.dumps(stats, indent=2))
