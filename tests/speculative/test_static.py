@@ -90,8 +90,8 @@ def test_logits_equal_hf(name):
 
 
 def test_few_query_tokens_attend_by_matmuls_and_prompt_chunks_by_sdpa_both_as_hf(monkeypatch):
-    """Decode and verify steps (at most MATMUL_ATTENTION_TOKENS tokens) take the matmul
-    attention, a 64-token chunk SDPA, each bucket one path; both give HF's logits."""
+    """With matmul attention for up to 32 tokens, decode and verify steps take it, a 64-token
+    chunk SDPA, each bucket one path; both give HF's logits."""
     used = []
     for name in ("_matmul_attention", "_sdpa_attention"):
         def spy(*args, real=getattr(static, name), name=name):
@@ -102,7 +102,7 @@ def test_few_query_tokens_attend_by_matmuls_and_prompt_chunks_by_sdpa_both_as_hf
     ids = random.Random(2).choices(range(48), k=64 + 1 + 8)
     reference = hf_logits(model, ids)
     for mode in MODES.values():
-        kv = StaticKV(StaticModel(model, **mode))
+        kv = StaticKV(StaticModel(model, **mode, matmul_attention_tokens=32))
         kv.feed(ids[:1])  # emulated graphs: the capture runs every bucket
         kv.rollback(0)
         for start, end, path in ((0, 64, "_sdpa_attention"), (64, 65, "_matmul_attention"),

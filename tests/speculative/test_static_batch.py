@@ -9,8 +9,7 @@ import pytest
 from infill.batched import decode_batch
 from speculative.cache import PrefixKV
 from speculative.decode import Decoder
-from speculative.static import (MATMUL_ATTENTION_TOKENS, StaticBatch, StaticModel, batch_cache,
-                                 kv_cache)
+from speculative.static import StaticBatch, StaticModel, batch_cache, kv_cache
 
 from test_static import MODES, close, hf_logits, llama, qwen2, sharp
 
@@ -45,13 +44,14 @@ def test_rows_give_the_logits_of_hf_alone(mode, prefill_tokens, monkeypatch):
             close(got, hf_logits(model, row + f[: i + 1])[-1])
 
 
-def test_more_rows_than_the_matmul_attention_takes_give_the_logits_of_hf_alone():
-    """Past MATMUL_ATTENTION_TOKENS rows a batch step attends through SDPA."""
+@pytest.mark.parametrize("count", [5, 35])
+def test_batch_steps_give_the_logits_of_hf_alone_by_matmul_or_sdpa_attention(count):
+    """With matmul attention for up to 32 tokens, 5 rows attend by matmuls, 35 through SDPA."""
     model = qwen2(seed=28, num_key_value_heads=2)
-    rows = [p[:12] for p in prompts(7, count=MATMUL_ATTENTION_TOKENS + 3)]
+    rows = [p[:12] for p in prompts(7, count=count)]
     reference = [hf_logits(model, row + [7])[-1] for row in rows]
     for mode in MODES.values():
-        cache = StaticModel(model, **mode).rows()
+        cache = StaticModel(model, **mode, matmul_attention_tokens=32).rows()
         cache.start(rows, room=1)
         for got, expected in zip(cache.step([7] * len(rows)), reference):
             close(got, expected)
