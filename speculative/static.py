@@ -205,10 +205,16 @@ class StaticModel:
     def __init__(self, model, *, graphs: bool | str | None = None,
                  static_shapes: bool | None = None, buckets: tuple[int, ...] | None = None,
                  min_capacity: int = MIN_CAPACITY,
-                 matmul_attention_tokens: int = MATMUL_ATTENTION_TOKENS):
+                 matmul_attention_tokens: int = MATMUL_ATTENTION_TOKENS,
+                 compile_steps: bool = False):
         """graphs: None (CUDA graphs on a CUDA device), True, False or "emulate";
         static_shapes: pad to buckets and attend over the whole cache even without graphs;
-        matmul_attention_tokens: see MATMUL_ATTENTION_TOKENS (0: SDPA always)."""
+        matmul_attention_tokens: see MATMUL_ATTENTION_TOKENS (0: SDPA always);
+        compile_steps: run the decode and verify steps (the buckets that end with logits)
+        through torch.compile, static shapes, before their capture: inductor fuses the ~17
+        small kernels of a layer, the cost of a graph replay for a model launch-bound even
+        inside a CUDA graph; a compile per bucket at its first use (and after the cache
+        grows). Off by default: no GPU figure yet (`SPECULATIVE_STATIC=compile` turns it on)."""
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"static KV cache unsupported: {reason}")
@@ -219,6 +225,7 @@ class StaticModel:
         self.buckets = tuple(sorted(buckets or LOGIT_BUCKETS + CHUNK_BUCKETS))
         self.min_capacity = min_capacity
         self.matmul_attention_tokens = matmul_attention_tokens
+        self.compile_steps = compile_steps
         self.owner = None
         self.capacity = 0
         self._build()
@@ -247,6 +254,8 @@ class StaticModel:
         self.final_norm, self.final_eps = inner.norm.weight, _eps(inner.norm)
         self.lm_head, self.lm_head_bias = model.lm_head.weight, model.lm_head.bias
         self.parameters = list(model.parameters())
+        self.compiled_forward = (torch.compile(self.forward, dynamic=False)
+                                 if self.compile_steps else None)
         self.fingerprint = self._fingerprint()
         self.capacity, self.steps, self.owner = 0, {}, None
         self.batch = None  # the batch cache (`rows`), made on first use
@@ -463,8 +472,11 @@ class _Step:
         self.input[-1] = self.engine.capacity - self.bucket
 
     def _run(self) -> torch.Tensor:
-        hidden = self.engine.forward(self.input[:-1], self.input[-1:], self.engine.capacity)
-        return self.engine.logits(hidden) if self.logits else hidden
+        engine = self.engine
+        forward = engine.compiled_forward if self.logits and engine.compiled_forward else \
+            engine.forward
+        hidden = forward(self.input[:-1], self.input[-1:], engine.capacity)
+        return engine.logits(hidden) if self.logits else hidden
 
     def capture(self, pool) -> None:
         self._park()
@@ -750,14 +762,14 @@ def kv_cache(model, static: bool | None = None):
     """A `StaticKV` where the static path supports the model, else a `PrefixKV`.
 
     static: None decides by the model and `SPECULATIVE_STATIC` (0: never; eager: no CUDA
-    graphs); True insists (ValueError when unsupported); False gives `PrefixKV`.
+    graphs; compile: compiled decode/verify steps); True insists (ValueError when unsupported); False gives `PrefixKV`.
     """
     mode = os.environ.get("SPECULATIVE_STATIC", "1").strip().lower()
     if static is False or (static is None and mode in ("0", "false", "off", "no")):
         return PrefixKV(model)
     if model in _ENGINES:
         return StaticKV(_ENGINES[model])
-    options = {"graphs": False} if mode == "eager" else {}
+    options = {"eager": {"graphs": False}, "compile": {"compile_steps": True}}.get(mode, {})
     if static is None:
         reason = unsupported_reason(model)
         if reason:

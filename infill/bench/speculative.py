@@ -371,10 +371,14 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
         "static + CUDA graphs, matmul attention": lambda: StaticKV(StaticModel(
             model, graphs=True, buckets=buckets, matmul_attention_tokens=32)),
     }
+    if args.compile_steps:  # decode/verify compiled (inductor: fused kernels) before the capture
+        makers["static + compiled steps + CUDA graphs"] = lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, compile_steps=True))
     if device.type != "cuda":  # the graph path's CPU twin, so the CPU run covers its code
         makers["static + emulated graphs"] = lambda: StaticKV(
             StaticModel(model, graphs="emulate", buckets=buckets))
-        del makers["static + CUDA graphs"], makers["static + CUDA graphs, matmul attention"]
+        for gpu_only in [m for m in makers if "CUDA graphs" in m]:
+            del makers[gpu_only]
     for method, make in makers.items():
         entry = out["methods"][method] = {}
         try:
@@ -500,6 +504,9 @@ def add_parser(sub) -> None:
     p.add_argument("--shapes", help=f"comma-separated, of: {', '.join(SHAPES)}")
     p.add_argument("--no-completions", action="store_true",
                    help="only the --shapes step benchmark")
+    p.add_argument("--compile-steps", action="store_true",
+                   help="also the steps compiled by torch.compile before their CUDA graph "
+                        "capture (a GPU; a compile per shape and bucket: minutes)")
     p.add_argument("--context", type=int, default=512, help="prompt tokens before the timed steps")
     p.add_argument("--reps", type=int, default=20, help="timed blocks per step kind (median)")
     p.add_argument("--block", type=int, default=10, help="steps per timed block")

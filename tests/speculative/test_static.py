@@ -273,3 +273,21 @@ def test_a_model_moved_or_cast_after_first_use_is_read_again():
     logits, reused = kv.prefill([1, 2, 3, 4])
     assert reused == 0 and logits.dtype == torch.float64
     close(logits, hf_logits(model, [1, 2, 3, 4])[-1])
+
+
+def test_compiled_decode_steps_give_the_logits_of_hf():
+    """compile_steps: the decode/verify buckets run through torch.compile (inductor on this
+    CPU) inside the emulated capture sequence; the prompt chunk stays as it was."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    model = qwen2(seed=16, num_key_value_heads=2, num_hidden_layers=1)
+    ids = random.Random(3).choices(range(48), k=40 + 3)
+    reference = hf_logits(model, ids)
+    engine = StaticModel(model, graphs="emulate", buckets=(1, 64), min_capacity=16,
+                         compile_steps=True)
+    kv = StaticKV(engine)
+    close(kv.prefill(ids[:40])[0], reference[39])
+    for i in range(40, 43):
+        close(kv.feed(ids[i:i + 1])[-1], reference[i])
+    assert counters["stats"]["unique_graphs"] >= 1  # compiled, not a silent fallback
