@@ -133,27 +133,15 @@ class _Layer:
     scaling: float
 
 
-def _qkv(layer) -> tuple:
-    attn = layer.self_attn
-    return attn.q_proj, attn.k_proj, attn.v_proj
-
-
-def _stack(projs) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The linear layers' weights stacked (and biases, zeros for one without): one matmul."""
+def _stack_qkv(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """q, k and v weights stacked (and biases, zeros for one without): one matmul."""
+    projs = (attn.q_proj, attn.k_proj, attn.v_proj)
     weight = torch.cat([p.weight for p in projs])
     if all(p.bias is None for p in projs):
         return weight, None
     return weight, torch.cat([p.bias if p.bias is not None else
                               torch.zeros(p.out_features, dtype=weight.dtype, device=weight.device)
                               for p in projs])
-
-
-def _refresh(weight, bias, projs) -> None:
-    """Copy the projections' current weights into their stacked copy."""
-    new_weight, new_bias = _stack(projs)
-    weight.copy_(new_weight)
-    if bias is not None:
-        bias.copy_(new_bias)
 
 
 def _version(tensor: torch.Tensor) -> int:
@@ -262,7 +250,7 @@ class StaticModel:
 
     def _layer(self, layer) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
-        return _Layer(layer.input_layernorm.weight, *_stack(_qkv(layer)), attn.o_proj.weight,
+        return _Layer(layer.input_layernorm.weight, *_stack_qkv(attn), attn.o_proj.weight,
                       attn.o_proj.bias, layer.post_attention_layernorm.weight,
                       mlp.gate_proj.weight, mlp.gate_proj.bias, mlp.up_proj.weight,
                       mlp.up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias,
@@ -288,7 +276,10 @@ class StaticModel:
             self._build()
             return
         for layer, hf_layer in zip(self.layers, _layers(self.model_ref())):
-            _refresh(layer.qkv, layer.qkv_bias, _qkv(hf_layer))
+            qkv, bias = _stack_qkv(hf_layer.self_attn)
+            layer.qkv.copy_(qkv)
+            if bias is not None:
+                layer.qkv_bias.copy_(bias)
         self.fingerprint = self._fingerprint()
 
     def _ensure_capacity(self, needed: int) -> None:
@@ -589,8 +580,9 @@ class StaticBatch:
         last: list[torch.Tensor | None] = [None] * rows
         for at in range(0, longest, chunk):
             width = min(chunk, longest - at)
-            ids = [p[at: at + width] + [0] * (width - len(p[at: at + width])) for p in prompts]
-            ids = torch.tensor(ids, device=self.device)
+            pieces = [p[at: at + width] for p in prompts]
+            ids = torch.tensor([piece + [0] * (width - len(piece)) for piece in pieces],
+                               device=self.device)
             positions = self.positions[at: at + width].expand(rows, width)
             hidden = self.engine.forward_rows(ids, positions, at + width, self)
             hidden = hidden.view(rows, width, -1)
@@ -762,7 +754,8 @@ def kv_cache(model, static: bool | None = None):
     """A `StaticKV` where the static path supports the model, else a `PrefixKV`.
 
     static: None decides by the model and `SPECULATIVE_STATIC` (0: never; eager: no CUDA
-    graphs; compile: compiled decode/verify steps); True insists (ValueError when unsupported); False gives `PrefixKV`.
+    graphs; compile: compiled decode/verify steps); True insists (ValueError when
+    unsupported); False gives `PrefixKV`.
     """
     mode = os.environ.get("SPECULATIVE_STATIC", "1").strip().lower()
     if static is False or (static is None and mode in ("0", "false", "off", "no")):

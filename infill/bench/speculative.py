@@ -373,20 +373,20 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
     makers = {
         "HF eager (DynamicCache)": lambda: PrefixKV(model),
         "static eager": lambda: StaticKV(StaticModel(model, graphs=False)),
-        "static + CUDA graphs": lambda: StaticKV(StaticModel(model, graphs=True, buckets=buckets)),
+    }
+    if device.type == "cuda":
+        makers["static + CUDA graphs"] = lambda: StaticKV(
+            StaticModel(model, graphs=True, buckets=buckets))
         # the attention of the few-token steps as matmuls instead of SDPA, side by side
         # (speculative.static.MATMUL_ATTENTION_TOKENS)
-        "static + CUDA graphs, matmul attention": lambda: StaticKV(StaticModel(
-            model, graphs=True, buckets=buckets, matmul_attention_tokens=32)),
-    }
-    if args.compile_steps:  # decode/verify compiled (inductor: fused kernels) before the capture
-        makers["static + compiled steps + CUDA graphs"] = lambda: StaticKV(StaticModel(
-            model, graphs=True, buckets=buckets, compile_steps=True))
-    if device.type != "cuda":  # the graph path's CPU twin, so the CPU run covers its code
+        makers["static + CUDA graphs, matmul attention"] = lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, matmul_attention_tokens=32))
+        if args.compile_steps:  # decode/verify compiled (inductor: fused kernels), then captured
+            makers["static + compiled steps + CUDA graphs"] = lambda: StaticKV(StaticModel(
+                model, graphs=True, buckets=buckets, compile_steps=True))
+    else:  # the graph path's CPU twin, so the CPU run covers its code
         makers["static + emulated graphs"] = lambda: StaticKV(
             StaticModel(model, graphs="emulate", buckets=buckets))
-        for gpu_only in [m for m in makers if "CUDA graphs" in m]:
-            del makers[gpu_only]
     for method, make in makers.items():
         entry = out["methods"][method] = {}
         try:

@@ -1,8 +1,9 @@
 """The training corpus: Python source found on the machine, cleaned, deduplicated and split.
 
 The held-out split is by top-level package, so that no file of a held-out package (nor a copy
-of one under another name, nor one vendored inside another package) is ever trained on. The packages are chosen to exist both on the GPU
-machine and on an ordinary developer machine, so held-out figures can be reproduced anywhere.
+of one under another name, nor one vendored inside another package) is ever trained on. The
+packages are chosen to exist both on the GPU machine and on an ordinary developer machine, so
+held-out figures can be reproduced anywhere.
 """
 
 from __future__ import annotations
