@@ -1,7 +1,8 @@
 """Drafters propose the next few tokens cheaply; the target verifies them in one forward.
 
 - `NgramDrafter`: prompt lookup over everything the target sees, the FIM prefix *and suffix*
-  included (editing code repeats itself); its drafts carry no probabilities (q = 1).
+  included (editing code repeats itself), the earlier occurrences voting on the continuation;
+  its drafts carry no probabilities (q = 1).
 - `ModelDrafter`: a small model with the same tokenizer, sampling with the target's settings,
   stopping early when its confidence drops below `p_min` (llama.cpp's draft-p-min).
 - `CombinedDrafter`: the n-gram draft when one exists, else the model's.
@@ -31,48 +32,85 @@ class Draft:
 
 
 class NgramDrafter:
-    def __init__(self, max_ngram: int = 3, min_ngram: int = 1):
-        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+    """Prompt lookup with a vote: the latest `candidates` earlier occurrences of the context's last
+    token each propose what followed them, weighted by 8 ** (how many tokens before them match the
+    context's tail, at most `max_ngram`), so the longest matches lead and agreeing ones add up;
+    the draft follows the heaviest continuation token by token (the latest one on ties).
+
+    Where the last token never occurred before, it is taken for a changed token in a repeated
+    span: the candidates are the occurrences of the token before it, and each proposes what
+    followed the token after it. Matches shorter than `min_ngram` tokens are not candidates.
+    """
+
+    def __init__(self, max_ngram: int = 8, min_ngram: int = 1, candidates: int = 32):
+        self.max_ngram, self.min_ngram, self.candidates = max_ngram, min_ngram, candidates
 
     def propose(self, context: list[int], k: int, temperature: float = 0.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None, free_k: int | None = None) -> Draft:
-        """The k tokens that followed the latest earlier occurrence of the context's last n-gram."""
         k = k if free_k is None else free_k
-        if k <= 0:
+        if k <= 0 or len(context) < 2:
             return Draft([], None)
-        try:  # the search runs in C over the ids' bytes: it is on every round's critical path
+        # the search runs in C over the ids' bytes: it is on every round's critical path
+        try:
             data = array("I", context).tobytes()
-        except OverflowError:
+        except OverflowError:  # ids beyond 32 bits: a slower scan
             data = None
-        for n in range(self.max_ngram, self.min_ngram - 1, -1):
-            if len(context) <= n:
-                continue
-            if data is None:
-                start = _latest_slow(context, n)
-            else:
-                start = _latest(data, array("I", context[-n:]).tobytes(),
-                                (len(context) - 1) * 4, 4)
-            if start >= 0:
-                return Draft(context[start + n:start + n + k], None)
+        for skip in (0, 1):  # skip = 1: the last token taken for a changed one
+            starts = self._matches(context, data, skip)
+            if starts:
+                return Draft(self._vote(context, starts, k), None)
         return Draft([], None)
 
+    def _matches(self, context: list[int], data: bytes | None, skip: int) -> dict[int, int]:
+        """{where the continuation starts: weight}, latest first, for the occurrences of
+        context[-1 - skip] before it."""
+        end = len(context) - 1 - skip  # the matched tail is context[:end + 1]
+        if end < 1:
+            return {}
+        found = (_occurrences(data, end) if data is not None else
+                 (s for s in range(end - 1, -1, -1) if context[s] == context[end]))
+        starts = {}
+        for at in found:
+            length = 1
+            while (length < self.max_ngram and length <= at
+                   and context[at - length] == context[end - length]):
+                length += 1
+            if length >= self.min_ngram:
+                starts[at + 1 + skip] = 8 ** length
+            if len(starts) == self.candidates:
+                break
+        return starts
 
-def _latest(data: bytes, tail: bytes, end: int, width: int) -> int:
-    """Token index of the latest occurrence of `tail` inside data[:end], aligned to whole
-    tokens of `width` bytes; -1 when there is none."""
+    @staticmethod
+    def _vote(context: list[int], starts: dict[int, int], k: int) -> list[int]:
+        """Up to k tokens: at each step the token the most weight continues with, keeping the
+        candidates that agree with it; a single candidate is copied through."""
+        draft = []
+        while starts and len(draft) < k:
+            if len(starts) == 1:
+                (at,) = starts
+                return draft + context[at:at + k - len(draft)]
+            tally: dict[int, int] = {}
+            for at, weight in starts.items():
+                tally[context[at]] = tally.get(context[at], 0) + weight
+            token = max(tally, key=tally.__getitem__)  # the first, so the latest, on ties
+            draft.append(token)
+            starts = {at + 1: w for at, w in starts.items()
+                      if context[at] == token and at + 1 < len(context)}
+        return draft
+
+
+def _occurrences(data: bytes, end: int):
+    """Token indices before `end` where the token at `end` occurs (data: the ids as 4-byte
+    words), latest first; the search runs in C (bytes.rfind), skipping unaligned matches."""
+    tail, stop = data[4 * end:4 * end + 4], 4 * end
     while True:
-        at = data.rfind(tail, 0, end)
-        if at < 0 or at % width == 0:
-            return at // width if at >= 0 else -1
-        end = at + len(tail) - 1  # an unaligned match: look further left
-
-
-def _latest_slow(context: list[int], n: int) -> int:
-    tail = context[-n:]
-    for start in range(len(context) - n - 1, -1, -1):
-        if context[start:start + n] == tail:
-            return start
-    return -1
+        at = data.rfind(tail, 0, stop)
+        if at < 0:
+            return
+        if at % 4 == 0:
+            yield at // 4
+        stop = at + 3  # look further left (an unaligned match may hide an aligned one)
 
 
 class ModelDrafter:

@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from speculative.cache import PrefixKV
 from speculative.decode import Decoder
-from speculative.drafters import ModelDrafter, NgramDrafter, _latest_slow
+from speculative.drafters import ModelDrafter, NgramDrafter
 from speculative import static
 from speculative.static import StaticKV, StaticModel, kv_cache, unsupported_reason
 
@@ -220,21 +220,6 @@ def test_greedy_speculative_equals_plain_hf_decoding(mode):
         again = static.generate(prompt + plain.tokens[:5], max_new_tokens=10, stop_ids=set())
         assert again.reused_prompt_tokens == len(prompt) + 4
         assert again.tokens == plain.tokens[5:15]
-
-
-def test_ngram_search_matches_the_plain_python_scan():
-    rng = random.Random(0)
-    for _ in range(300):
-        context = [rng.choice([1, 2, 3, 256, 65536 + 1, 2**31]) for _ in range(rng.randint(0, 40))]
-        k = rng.randint(0, 5)
-        expected = []
-        if k > 0:
-            for n in (3, 2, 1):
-                start = _latest_slow(context, n) if len(context) > n else -1
-                if start >= 0:
-                    expected = context[start + n:start + n + k]
-                    break
-        assert NgramDrafter().propose(context, k).tokens == expected, (context, k)
 
 
 def test_greedy_model_drafts_stop_below_p_min():

@@ -1,0 +1,92 @@
+"""The n-gram drafter: prompt lookup where the longest matches lead, agreeing occurrences vote,
+a changed last token is skipped over, and a draft only ever copies tokens of the context."""
+
+import random
+
+from speculative.drafters import NgramDrafter
+
+
+def reference(context, k, max_ngram=8, min_ngram=1, candidates=32):
+    """The documented rule, in plain Python."""
+    if k <= 0:
+        return []
+    for skip in (0, 1):
+        end = len(context) - 1 - skip
+        if end < 1:
+            continue
+        found = []
+        for at in range(end - 1, -1, -1):
+            length = 0
+            while (length < max_ngram and length <= at
+                   and context[at - length] == context[end - length]):
+                length += 1
+            if length >= 1 and length >= min_ngram:
+                found.append([at + 1 + skip, 8 ** length])
+            if len(found) == candidates:
+                break
+        if found:
+            draft = []
+            while found and len(draft) < k:
+                tally = {}
+                for at, weight in found:
+                    tally[context[at]] = tally.get(context[at], 0) + weight
+                token = max(tally, key=tally.get)
+                draft.append(token)
+                found = [[at + 1, w] for at, w in found
+                         if context[at] == token and at + 1 < len(context)]
+            return draft
+    return []
+
+
+def test_search_matches_the_plain_python_rule():
+    # ids whose 4-byte words hold each other's bytes at unaligned offsets (256, 65537, 2**31),
+    # and ids beyond 32 bits, which take the slow scan
+    rng = random.Random(0)
+    for trial in range(600):
+        alphabet = [1, 2, 3, 256, 65536 + 1, 2**31] + ([2**40] if trial % 3 == 0 else [])
+        context = [rng.choice(alphabet) for _ in range(rng.randint(0, 60))]
+        k = rng.randint(0, 16)
+        options = rng.choice([{}, {"max_ngram": 2}, {"min_ngram": 2}, {"candidates": 3}])
+        assert (NgramDrafter(**options).propose(context, k).tokens
+                == reference(context, k, **options)), (context, k, options)
+
+
+def test_the_longest_match_leads():
+    # 7 follows the latest "3"; 8 follows an older "1 2 3", the context's own tail
+    context = [1, 2, 3, 8, 8, 5, 3, 7, 7, 1, 2, 3]
+    assert NgramDrafter().propose(context, 2).tokens == [8, 8]
+    # with matches capped at one token, the latest occurrence wins the tie
+    assert NgramDrafter(max_ngram=1).propose(context, 2).tokens == [7, 7]
+
+
+def test_agreeing_occurrences_outvote_the_latest():
+    context = [9, 5, 1, 9, 5, 1, 9, 6, 2, 9]  # after 9: 5 twice, then 6 (the latest)
+    assert NgramDrafter(max_ngram=1).propose(context, 2).tokens == [5, 1]
+    # each following step keeps only the occurrences that agree so far
+    context = [4, 1, 2, 4, 1, 3, 4, 1, 3, 4, 5, 6, 4]
+    assert NgramDrafter(max_ngram=1).propose(context, 3).tokens == [1, 3, 4]
+
+
+def test_a_changed_last_token_is_skipped_over():
+    # 99 never occurred: it is taken for the changed 3 of "1 2 3 4 5"
+    assert NgramDrafter().propose([1, 2, 3, 4, 5, 0, 1, 2, 99], 3).tokens == [4, 5, 0]
+    assert NgramDrafter().propose([1, 2, 3], 4).tokens == []  # nothing repeats at all
+
+
+def test_drafts_copy_only_tokens_of_the_context():
+    # the match's continuation runs into the context's end: the draft stops there
+    assert NgramDrafter().propose([1, 2, 3, 1, 2], 15).tokens == [3, 1, 2]
+    rng = random.Random(1)
+    for _ in range(200):
+        context = [rng.randrange(6) for _ in range(rng.randint(0, 80))]
+        k = rng.randint(1, 20)
+        draft = NgramDrafter().propose(context, k).tokens
+        assert len(draft) <= k and set(draft) <= set(context)
+
+
+def test_free_k_bounds_the_draft_instead_of_k():
+    context = list(range(30)) + [0]
+    drafter = NgramDrafter()
+    assert drafter.propose(context, 2).tokens == [1, 2]
+    assert drafter.propose(context, 2, free_k=15).tokens == list(range(1, 16))
+    assert drafter.propose(context, 2, free_k=0).tokens == []
