@@ -49,16 +49,14 @@ STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # cos/sin depend on the p
 LOGIT_BUCKETS = (1, 2, 4, 8, 16, 32)  # decode and verify: the graph ends with the logits
 CHUNK_BUCKETS = (64, 128, 256, 512, 1024)  # prefill chunks: the graph ends with the hidden states
 MIN_CAPACITY = 1024
-# Steps of at most `matmul_attention_tokens` query tokens can compute attention as batched
-# matmuls instead of SDPA. SDPA's memory-efficient kernel gives the queries of each (row, KV
-# head) one thread block that walks all the keys (the whole capacity under static shapes)
-# serially: with few queries, a handful of blocks on a GPU of 132 SMs, where cuBLAS spreads
-# q @ K^T over the keys; but the matmul path launches 7 small kernels where SDPA launches one,
-# and a Qwen2.5-Coder-1.5B decode step (3.51 ms against a 0.64 ms floor) may be bound by kernel
-# count rather than by attention. Off until the steps bench (`infill bench speculative
-# --shapes 1.5b`, both rows side by side) shows the matmul path faster on a GPU; 32 would
-# cover decode, verify and batches of up to 32 rows.
-MATMUL_ATTENTION_TOKENS = 0
+# Steps of at most `matmul_attention_tokens` query tokens compute attention as batched matmuls
+# instead of SDPA. SDPA's memory-efficient kernel gives the queries of each (row, KV head) one
+# thread block that walks all the keys (the whole capacity under static shapes) serially: with
+# few queries, a handful of blocks on a GPU of 132 SMs, where cuBLAS spreads q @ K^T over the
+# keys. Measured on an H200 (BENCHMARKS.md, 2026-11-29): a Qwen2.5-Coder-1.5B decode step
+# 2.86 ms against 3.50 ms with SDPA, 7B 5.80 against 6.40; on this CPU the shipped target's
+# decode step is 4% faster too. 32 covers decode, verify and batches of up to 32 rows.
+MATMUL_ATTENTION_TOKENS = 32
 
 
 def unsupported_reason(model) -> str | None:

@@ -377,10 +377,10 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
     if device.type == "cuda":
         makers["static + CUDA graphs"] = lambda: StaticKV(
             StaticModel(model, graphs=True, buckets=buckets))
-        # the attention of the few-token steps as matmuls instead of SDPA, side by side
-        # (speculative.static.MATMUL_ATTENTION_TOKENS)
-        makers["static + CUDA graphs, matmul attention"] = lambda: StaticKV(StaticModel(
-            model, graphs=True, buckets=buckets, matmul_attention_tokens=32))
+        # the few-token steps' attention through SDPA instead of the default matmuls, side by
+        # side (speculative.static.MATMUL_ATTENTION_TOKENS)
+        makers["static + CUDA graphs, SDPA attention"] = lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, matmul_attention_tokens=0))
         if args.compile_steps:  # decode/verify compiled (inductor: fused kernels), then captured
             makers["static + compiled steps + CUDA graphs"] = lambda: StaticKV(StaticModel(
                 model, graphs=True, buckets=buckets, compile_steps=True))
