@@ -194,7 +194,8 @@ class BatchedEngines:
                             steps=settings.steps, threshold=settings.threshold,
                             banned_ids=dm.banned_ids, collapse_id=collapse,
                             shift_logits=dm.shift_logits, temperature=first.temperature,
-                            seed=first.seed)
+                            seed=first.seed, pad_threshold=settings.pad_threshold,
+                            block=settings.block)
         ms = (time.perf_counter() - start_time) * 1000 / len(batch)
         out = []
         for i, job in enumerate(batch):

@@ -33,7 +33,8 @@ step steps python3 -m infill.bench.speculative --device cuda --no-completions --
 # the same with compiled decode/verify steps: compiles take minutes, so one shape, more time
 LIMIT=${COMPILE_LIMIT:-240} step steps-compiled python3 -m infill.bench.speculative --device cuda \
   --no-completions --shapes 1.5b --compile-steps --reps 10 --json "$R/steps-compiled.json"
-step diffusion python3 -m infill.cli bench diffusion --device cuda --json "$R/diffusion.json"
+step profile python3 scripts/profile_steps.py --shapes 1.5b --shipped --json "$R/profile.json"
+step diffusion python3 -m infill.cli bench diffusion --device cuda --safim "$SAFIM" --json "$R/diffusion.json"
 step batch python3 -m infill.cli bench batch "$SAFIM" --rows 128 --batch-sizes 8,32,64 --device cuda \
   --max-tokens 64 --json "$R/batch.json"
 step lsp python3 -m lsp_server.bench --models --device cuda --out "$R/lsp.json"

@@ -3,9 +3,13 @@
 Settings, side by side on the same tasks:
 - reference: one token per forward and the true gap length (the oracle LLaDA setting);
 - oracle length with confidence thresholds (parallel commits);
-- unknown length (the engine's oversized gap whose surplus collapses into pads), one token per
-  forward and with thresholds.
-Per setting: forwards per completion, tokens per forward, median ms, exact match, and the share
+- unknown length (the engine's oversized gap; the first forward decides where the content
+  ends, `sampler.end_content`), one token per forward and with thresholds.
+Tasks: held-out single lines (`infill.train.heldout.line_tasks`) and, with `--safim DIR`, the
+first rows of each Python subset of SAFIM (block, control, API), which are scored as SAFIM
+scores them (its truncation, then exact match, unit tests in the sandbox, or an API syntax
+match: `infill.evaluate.execute`). Per setting and task set: forwards per completion, tokens
+per forward, median ms, exact match, edit similarity, pass@1 where tests exist, and the share
 of completions that keep the document parseable.
 """
 
@@ -14,43 +18,92 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
 
 from infill.diffusion.engine import DiffusionSettings, encode, generate
 from infill.models.loading import DEFAULT_MODELS, load_diffusion
 from infill.request import InfillRequest
-from infill.train import corpus
-from infill.train.heldout import line_tasks
 
 SETTINGS = {
     "reference (1 token/forward, true length)": (DiffusionSettings(collapse=False), True),
     "true length, threshold 0.9": (DiffusionSettings(threshold=0.9, collapse=False), True),
     "unknown length, 1 token/forward": (DiffusionSettings(), False),
+    "unknown length, 1 token/forward, pad threshold 0.5": (
+        DiffusionSettings(pad_threshold=0.5), False),
     "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9), False),
     "unknown length, threshold 0.7": (DiffusionSettings(threshold=0.7), False),
     "unknown length, threshold 0.5": (DiffusionSettings(threshold=0.5), False),
 }
 
 
-def run_setting(dm, tasks, settings: DiffusionSettings, oracle: bool) -> dict:
-    from infill import syntax  # tree-sitter: not needed to build the CLI parser
-    exact, parses, ms, forwards, tokens = 0, 0, [], [], []
-    for t in tasks:
-        request = InfillRequest(prefix=t.prefix, suffix=t.suffix, path=t.path, engine="diffusion",
-                                max_tokens=64, multiline=False)
-        gap = max(1, len(encode(dm, t.expected))) if oracle else None
+@dataclass
+class Case:
+    prefix: str
+    suffix: str
+    expected: str
+    multiline: bool
+    path: str | None = None
+    task: object = None  # a SAFIM `infill.batch.Task`: scored by SAFIM's rules
+
+
+def heldout_cases(count: int) -> list[Case]:
+    from infill.train import corpus
+    from infill.train.heldout import line_tasks
+
+    files = corpus.collect(packages=corpus.HELD_OUT_PACKAGES)
+    return [Case(t.prefix, t.suffix, t.expected, False, t.path)
+            for t in line_tasks(files, count, seed=1)]
+
+
+def safim_cases(folder: Path, per_kind: int) -> dict[str, list[Case]]:
+    from infill.batch import read_tasks
+    from infill.safim import KINDS
+
+    out: dict[str, list[Case]] = {f"SAFIM {kind}": [] for kind in KINDS}
+    for task in read_tasks(folder).tasks:
+        info = task.problem["safim"]
+        cases = out[f"SAFIM {info['kind']}"]
+        if len(cases) < per_kind:
+            cases.append(Case(task.prefix, task.suffix, info["ground_truth"],
+                              bool(task.multiline), "safim.py", task))
+    return {name: cases for name, cases in out.items() if cases}
+
+
+def run_setting(dm, cases: list[Case], settings: DiffusionSettings, oracle: bool) -> dict:
+    from rapidfuzz.distance import Levenshtein
+
+    from infill import safim, sandbox, syntax  # tree-sitter: not needed to build the CLI parser
+    from infill.evaluate import execute
+
+    exact, parses, similarity, passed, tested = 0, 0, [], 0, 0
+    ms, forwards, tokens = [], [], []
+    for case in cases:
+        request = InfillRequest(prefix=case.prefix, suffix=case.suffix, path=case.path,
+                                engine="diffusion", max_tokens=64, multiline=case.multiline)
+        gap = max(1, len(encode(dm, case.expected))) if oracle else None
         start = time.perf_counter()
-        text, kept, n = generate(dm, request, False, settings, gap=gap)
+        text, kept, n = generate(dm, request, case.multiline, settings, gap=gap)
         ms.append((time.perf_counter() - start) * 1000)
         forwards.append(n)
         tokens.append(kept)
-        exact += text.rstrip() == t.expected.rstrip()
-        language = syntax.language_for(None, t.path)
-        parses += syntax.check(t.prefix, text, t.suffix, language).valid
-    return {"exact_match": exact / len(tasks), "parses": parses / len(tasks),
+        if case.task is not None:
+            kind = case.task.problem["safim"]["kind"]
+            text = safim.truncate(kind, text, case.prefix, case.suffix)
+            ok, _ = execute(case.task, text, sandbox.Limits(seconds=5.0))
+            if ok is not None:
+                tested += 1
+                passed += ok
+        exact += text.strip() == case.expected.strip()
+        similarity.append(Levenshtein.normalized_similarity(text.strip(), case.expected.strip()))
+        language = syntax.language_for(None, case.path)
+        parses += syntax.check(case.prefix, text, case.suffix, language).valid
+    return {"tasks": len(cases), "exact_match": exact / len(cases), "parses": parses / len(cases),
+            "edit_similarity": statistics.fmean(similarity),
+            "pass_at_1": passed / tested if tested else None,
             "median_ms": statistics.median(ms), "forwards": statistics.fmean(forwards),
-            "tokens_per_forward": sum(tokens) / max(1, sum(forwards))}
+            "tokens_per_forward": sum(tokens) / max(1, sum(forwards)),
+            "tokens": statistics.fmean(tokens)}
 
 
 def run(args) -> int:
@@ -58,22 +111,35 @@ def run(args) -> int:
     from rich.table import Table
 
     dm = load_diffusion(args.diffusion or DEFAULT_MODELS["diffusion"], args.device)
-    files = corpus.collect(packages=corpus.HELD_OUT_PACKAGES)
-    tasks = line_tasks(files, args.tasks, seed=1)
-    results = {}
-    for name, (settings, oracle) in SETTINGS.items():
-        results[name] = run_setting(dm, tasks, settings, oracle)
-    table = Table(title=f"diffusion engine: {len(tasks)} held-out single-line tasks, {dm.device}")
-    for column in ("setting", "exact match", "parses", "forwards", "tokens/forward", "median ms"):
-        table.add_column(column)
-    for name, r in results.items():
-        table.add_row(name, f"{100 * r['exact_match']:.1f}%", f"{100 * r['parses']:.0f}%",
-                      f"{r['forwards']:.1f}", f"{r['tokens_per_forward']:.2f}",
-                      f"{r['median_ms']:.0f}")
-    Console(width=150).print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"device": str(dm.device), "tasks": len(tasks),
-                                               "results": results}, indent=2))
+    task_sets = {"held-out lines": heldout_cases(args.tasks)}
+    if args.safim:
+        task_sets.update(safim_cases(Path(args.safim), args.safim_rows))
+    results: dict[str, dict[str, dict]] = {}
+    for set_name, cases in task_sets.items():
+        for name, (settings, oracle) in SETTINGS.items():
+            results.setdefault(set_name, {})[name] = run_setting(dm, cases, settings, oracle)
+            print(f"{set_name}, {name}: done", flush=True)
+            if args.json:  # after every setting: a run cut short keeps what it measured
+                Path(args.json).write_text(json.dumps(
+                    {"device": str(dm.device), "model": dm.name, "results": results}, indent=2))
+    console = Console(width=170)
+    for set_name, by_setting in results.items():
+        table = Table(title=f"diffusion engine: {set_name}, {len(task_sets[set_name])} tasks, "
+                            f"{dm.device}")
+        for column in ("setting", "exact match", "edit sim.", "pass@1", "parses", "forwards",
+                       "tokens", "tokens/forward", "median ms"):
+            table.add_column(column)
+        for name, r in by_setting.items():
+            pass1 = "-" if r["pass_at_1"] is None else f"{100 * r['pass_at_1']:.1f}%"
+            table.add_row(name, f"{100 * r['exact_match']:.1f}%", f"{r['edit_similarity']:.3f}",
+                          pass1, f"{100 * r['parses']:.0f}%", f"{r['forwards']:.1f}",
+                          f"{r['tokens']:.1f}", f"{r['tokens_per_forward']:.2f}",
+                          f"{r['median_ms']:.0f}")
+        console.print(table)
+    if args.safim:
+        from infill.safim import ATTRIBUTION
+
+        console.print(f"Data: {ATTRIBUTION}")
     return 0
 
 
@@ -81,6 +147,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("diffusion", help="reference schedule vs unknown length and thresholds")
     p.add_argument("--device")
     p.add_argument("--diffusion")
-    p.add_argument("--tasks", type=int, default=200)
+    p.add_argument("--tasks", type=int, default=200, help="held-out single-line tasks")
+    p.add_argument("--safim", help="a SAFIM folder or file: its Python rows too")
+    p.add_argument("--safim-rows", type=int, default=30, help="rows of each SAFIM kind")
     p.add_argument("--json")
     p.set_defaults(run=run)

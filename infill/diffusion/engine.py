@@ -13,7 +13,7 @@ import torch
 
 from infill.autoregressive import MAX_LINES
 from infill.context import cut_completion, fit_to_tokens
-from infill.diffusion.sampler import denoise
+from infill.diffusion.sampler import PAD_THRESHOLD, denoise
 from infill.models.loading import DiffusionModel
 from infill.request import InfillRequest
 
@@ -24,9 +24,10 @@ class DiffusionSettings:
     multi_line_gap: int = 64
     steps: int | None = None  # fixed schedule; None with no threshold: one token per forward
     threshold: float | None = None  # commit every prediction this confident (parallel decoding)
-    collapse: bool = True  # a committed pad fills the rest of the gap
+    block: int | None = None  # semi-autoregressive blocks (4 measured worse than none)
+    collapse: bool = True  # unknown length: the content ends at a pad (see sampler)
     remask_rounds: int = 2  # syntax-guided remasking: re-denoise tokens at a new syntax error
-    collapse_penalty: float = 0.0  # subtracted from the pad's logit (see sampler.denoise)
+    pad_threshold: float = PAD_THRESHOLD  # unknown length: where the pad ends the content
 
 
 def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:
@@ -77,7 +78,7 @@ def generate(dm: DiffusionModel, request: InfillRequest, multiline: bool,
             collapse_id=collapse_id(dm) if settings.collapse else None,
             shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
             is_cancelled=lambda: request.cancel.cancelled,
-            collapse_penalty=settings.collapse_penalty if settings.collapse else 0.0)
+            pad_threshold=settings.pad_threshold, block=settings.block)
         forwards += n
         canvas[0, start:start + gap] = filled[0]
         gap_tokens = filled[0].tolist()

@@ -5,10 +5,20 @@ Each step predicts every masked position at once and commits some of them:
 - a fixed schedule (`steps`): the most confident `masked / steps` predictions per step, as
   LLaDA's `generate` does; with steps = gap this is the one-token-per-forward reference;
 - a `threshold`: every prediction at least that confident, and at least the best one, so a step
-  can commit many tokens (Fast-dLLM's parallel decoding).
-Committed tokens stay committed. A collapse token (the pad the model learned to put in the
-surplus of an oversized gap) ends the content: once one is committed, the masked positions after
-it are filled with it at once.
+  can commit many tokens (Fast-dLLM's parallel decoding);
+- optionally in semi-autoregressive `block`s (LLaDA): only the leftmost block of the gap that
+  still holds masks is filled, left to right block by block, each seeing the whole canvas.
+Committed tokens stay committed.
+
+Unknown length (a `collapse_id`: the pad the model learned to put in the surplus of an oversized
+gap): the content is the gap's start up to its first pad, and each position's pad probability is
+the model's belief that the content ended before it. Pads are never committed token by token by
+confidence: a content position's probability spreads over many tokens, so a pad at 20% often
+wins its argmax and the content stops after a token or two. Instead the first forward decides
+the length: the content ends at the first masked position after the committed content whose
+pad probability reaches `pad_threshold`; every masked position from there on becomes pad, and
+the positions before it are filled with content (pads excluded). A gap that already holds a pad
+(syntax-guided remasking denoises a filled gap again) keeps its length.
 """
 
 from __future__ import annotations
@@ -18,6 +28,10 @@ from collections.abc import Callable
 import torch
 
 from speculative.cancel import Cancelled
+
+# where the pad's probability ends the content: 0.7 gave the best edit similarity of 0.5, 0.7
+# and 0.85 on held-out lines (BENCHMARKS.md, diffusion engine)
+PAD_THRESHOLD = 0.7
 
 
 def tokens_per_step(masked: int, steps: int) -> list[int]:
@@ -37,11 +51,16 @@ def gumbel_argmax(logits: torch.Tensor, temperature: float,
     return (logits.double() / temperature + gumbel).argmax(-1)
 
 
-def collapse_tail(region: torch.Tensor, mask_id: int, collapse_id: int) -> None:
-    """In place: masked positions after a row's first committed collapse token become it."""
-    is_collapse = region == collapse_id
-    after_first = is_collapse.cumsum(dim=1) > 0
-    region.masked_fill_(after_first & (region == mask_id), collapse_id)
+def end_content(region: torch.Tensor, mask_id: int, collapse_id: int,
+                pad_probability: torch.Tensor, pad_threshold: float) -> None:
+    """In place: in rows without a pad, every masked position from the first one past the last
+    content token whose pad probability reaches the threshold becomes pad."""
+    masked = region == mask_id
+    content = ~masked & (region != collapse_id)
+    past_content = content.flip(1).cumsum(1).flip(1) == 0  # after the last content token
+    undecided = ~(region == collapse_id).any(1, keepdim=True)
+    ends = undecided & masked & past_content & (pad_probability >= pad_threshold)
+    region[(ends.cumsum(1) > 0) & masked] = collapse_id
 
 
 @torch.inference_mode()
@@ -50,11 +69,10 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             banned_ids: set[int] = frozenset(), collapse_id: int | None = None,
             shift_logits: bool = False, temperature: float = 0.0, seed: int | None = None,
             is_cancelled: Callable[[], bool] | None = None,
-            collapse_penalty: float = 0.0) -> tuple[torch.Tensor, int]:
+            pad_threshold: float = PAD_THRESHOLD, block: int | None = None) -> tuple[torch.Tensor, int]:
     """Fills the masked positions of canvas[:, gap_start:gap_end]; returns (gap tokens [B, gap],
     forwards). Give `threshold` for parallel commits, else `steps` (default: one per token).
-    collapse_penalty is subtracted from the collapse token's logit: a prior against ending
-    the content early, for a model that learned to expect many pads in a gap."""
+    With a `collapse_id` the content's length is decided as the module docstring says."""
     canvas = canvas.clone()
     region = canvas[:, gap_start:gap_end]  # a view: writes go into canvas
     masked = int((region == mask_id).sum(dim=1).max())
@@ -73,11 +91,21 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         gap_logits = logits[:, gap_start:gap_end].float()
         gap_logits[..., banned] = float("-inf")
-        if collapse_id is not None and collapse_penalty:
-            gap_logits[..., collapse_id] -= collapse_penalty
+        if collapse_id is not None:
+            if forwards == 1:  # the first forward decides where the content ends
+                end_content(region, mask_id, collapse_id,
+                            torch.softmax(gap_logits, -1)[..., collapse_id], pad_threshold)
+            gap_logits[..., collapse_id] = float("-inf")  # the rest is content
+        still_masked = region == mask_id
+        if not still_masked.any():
+            break
+        if block:  # only the leftmost block with masks, in each row
+            first = still_masked.float().argmax(1, keepdim=True)  # a row's first mask
+            start = first - first % block
+            where = torch.arange(region.shape[1], device=region.device)
+            still_masked &= (where >= start) & (where < start + block)
         predicted = gumbel_argmax(gap_logits, temperature, generator)
         confidence = torch.softmax(gap_logits, -1).gather(-1, predicted[..., None])[..., 0]
-        still_masked = region == mask_id
         confidence = torch.where(still_masked, confidence, float("-inf"))
         if schedule is not None:
             count = schedule[min(forwards - 1, len(schedule) - 1)]
@@ -88,6 +116,4 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             chosen.scatter_(1, confidence.argmax(-1, keepdim=True), True)  # progress every step
         chosen &= still_masked
         region[chosen] = predicted[chosen]
-        if collapse_id is not None:
-            collapse_tail(region, mask_id, collapse_id)
     return region, forwards

@@ -189,17 +189,90 @@ def test_tokens_per_step():
     assert sum(tokens_per_step(24, 7)) == 24
 
 
-def test_collapse_penalty_lets_content_win_over_a_slightly_preferred_pad():
-    pad = 30
+PAD = 30
 
-    class PadLeaning(PositionModel):
-        def forward(self, input_ids):
-            out = super().forward(input_ids)
-            out.logits[..., pad] = 21.0  # the pad beats the content by one nat everywhere
-            return out
 
-    plain, _ = denoise(PadLeaning(), canvas(), START, END, mask_id=MASK, collapse_id=pad)
-    assert plain.tolist() == [[pad] * GAP]
-    penalized, _ = denoise(PadLeaning(), canvas(), START, END, mask_id=MASK, collapse_id=pad,
-                           collapse_penalty=2.0)
-    assert penalized.tolist() == [[10 + i for i in range(START, END)]]
+class PadProfile(PositionModel):
+    """PositionModel with a pad whose probability rises along the gap, as a trained model's
+    does (the chance that the content has ended by then): `pads[k]` is its logit at gap
+    position k; the content token keeps its logit of 20 but spreads over nothing else."""
+
+    def __init__(self, pads):
+        super().__init__()
+        self.pads = pads
+
+    def forward(self, input_ids):
+        out = super().forward(input_ids)
+        for k, value in enumerate(self.pads):
+            out.logits[:, START + k, PAD] = value
+        return out
+
+
+def test_the_first_forward_ends_the_content_where_the_pad_reaches_the_threshold():
+    # position 1's pad beats its content token (logit 20.5 against 20: 62% against 38%), as a
+    # per-position argmax would see it; under the 0.7 threshold the content goes on
+    model = PadProfile([-9.0, 20.5, 25.0, 25.0])
+    filled, forwards = denoise(model, canvas(), START, END, mask_id=MASK, collapse_id=PAD,
+                               pad_threshold=0.7)
+    assert filled.tolist() == [[10 + START, 10 + START + 1, PAD, PAD]]
+    assert forwards == 2  # one per content token: the pads cost none
+    shorter, forwards = denoise(model, canvas(), START, END, mask_id=MASK, collapse_id=PAD,
+                                pad_threshold=0.5)
+    assert shorter.tolist() == [[10 + START, PAD, PAD, PAD]] and forwards == 1
+
+
+def test_masked_positions_before_committed_content_are_filled_with_content():
+    # a gap denoised again (syntax-guided remasking) with content at its third position: the
+    # masks before it are content however likely the pad, the one after it may end the gap
+    model = PadProfile([25.0, 25.0, 25.0, 25.0])
+    row = canvas()
+    row[0, START + 2] = 7
+    filled, _ = denoise(model, row, START, END, mask_id=MASK, collapse_id=PAD)
+    assert filled.tolist() == [[10 + START, 10 + START + 1, 7, PAD]]
+
+
+def test_a_gap_whose_first_position_is_a_pad_stays_empty():
+    model = PadProfile([25.0, 25.0, 25.0, 25.0])
+    filled, forwards = denoise(model, canvas(), START, END, mask_id=MASK, collapse_id=PAD)
+    assert filled.tolist() == [[PAD] * GAP] and forwards == 1
+
+
+@pytest.mark.parametrize("threshold", [None, 0.9])
+def test_batch_rows_end_their_content_independently(threshold):
+    model = PadProfile([-9.0, 25.0, 25.0, 25.0])
+    rows = torch.cat([canvas(), canvas()])
+    rows[1, START] = 10 + START + 5  # row 1 arrives with its first token committed
+    rows[1, START + 2] = 10 + START + 2  # and a content token after a still masked position
+    filled, _ = denoise(model, rows, START, END, mask_id=MASK, collapse_id=PAD,
+                        threshold=threshold)
+    assert filled.tolist() == [[10 + START, PAD, PAD, PAD],
+                               [10 + START + 5, 10 + START + 1, 10 + START + 2, PAD]]
+
+
+class RisingConfidence(PositionModel):
+    """PositionModel whose confidence rises along the gap: low-confidence remasking alone would
+    fill it right to left."""
+
+    def forward(self, input_ids):
+        out = super().forward(input_ids)
+        for k in range(GAP):
+            out.logits[:, START + k, 10 + START + k] = 2.0 + 2.0 * k
+        return out
+
+
+def commit_order(model) -> list[int]:
+    """Gap positions in the order the calls saw them filled."""
+    order = []
+    for before, after in zip(model.calls, model.calls[1:] + [None]):
+        if after is None:
+            break
+        order += [k for k in range(GAP) if before[0, START + k] == MASK != after[0, START + k]]
+    return order
+
+
+@pytest.mark.parametrize("block, expected", [(None, [3, 2, 1]), (2, [1, 0, 3]), (1, [0, 1, 2])])
+def test_semi_autoregressive_blocks_fill_the_gap_left_to_right(block, expected):
+    model = RisingConfidence()
+    filled, forwards = denoise(model, canvas(), START, END, mask_id=MASK, block=block)
+    assert filled.tolist() == [[10 + i for i in range(START, END)]] and forwards == GAP
+    assert commit_order(model) == expected  # the last commit is never seen by a call

@@ -1,0 +1,43 @@
+"""`infill bench diffusion` end to end on the shipped diffusion model (CPU): held-out lines and
+SAFIM-shaped rows (written here, in SAFIM's format) side by side in every setting."""
+
+import gzip
+import json
+
+import pytest
+
+from infill.bench.diffusion import SETTINGS
+from infill.cli import main
+from infill.models.loading import DEFAULT_MODELS
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODELS["diffusion"] / "config.json").exists(),
+                                reason="needs the shipped diffusion model")
+
+ROWS = {
+    "block": {"eval_prompt": "n = int(input())\nif n > 0:\n    {{completion}}\n",
+              "ground_truth": "print(n)", "unit_tests": [{"input": "3\n", "output": ["3"]}]},
+    "control": {"eval_prompt": "n = int(input())\nif {{completion}}:\n    print(n)\n",
+                "ground_truth": "n > 0", "unit_tests": [{"input": "3\n", "output": ["3"]}]},
+    "api": {"eval_prompt": "import math\nx = {{completion}}\nprint(x)\n",
+            "ground_truth": "math.sqrt(4)", "unit_tests": []},
+}
+
+
+def test_bench_diffusion_reports_every_setting_on_heldout_and_safim(tmp_path, capsys):
+    for kind, row in ROWS.items():
+        with gzip.open(tmp_path / f"{kind}_completion.jsonl.gz", "wt") as f:
+            f.write(json.dumps({"lang": "python", "task_id": f"t-{kind}", **row}) + "\n")
+    out = tmp_path / "diffusion.json"
+    assert main(["bench", "diffusion", "--device", "cpu", "--tasks", "2", "--safim",
+                 str(tmp_path), "--safim-rows", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"held-out lines", "SAFIM block", "SAFIM control", "SAFIM api"}
+    for set_name, by_setting in results.items():
+        assert len(by_setting) == len(SETTINGS)
+        for r in by_setting.values():
+            assert r["tasks"] == (2 if set_name == "held-out lines" else 1)
+            assert r["forwards"] >= 1 and 0 <= r["exact_match"] <= 1
+            assert 0 <= r["edit_similarity"] <= 1
+            # SAFIM rows are run (block, control) or syntax-matched (api): a pass@1 each
+            assert (r["pass_at_1"] is None) == (set_name == "held-out lines")
+    assert "Codeforces" in capsys.readouterr().out
