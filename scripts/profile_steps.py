@@ -29,7 +29,7 @@ def replay_ms(kv: StaticKV, context: list[int], steps: int = 50) -> float:
     with torch.inference_mode():
         kv.prefill(context)
         kv.feed([7])
-        step = kv.engine.steps[1]
+        step = kv.engine.steps[kv.engine._step_key(1, len(context) + 1)]
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(steps):

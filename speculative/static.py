@@ -57,6 +57,13 @@ MIN_CAPACITY = 1024
 # 2.86 ms against 3.50 ms with SDPA, 7B 5.80 against 6.40; on this CPU the shipped target's
 # decode step is 4% faster too. 32 covers decode, verify and batches of up to 32 rows.
 MATMUL_ATTENTION_TOKENS = 32
+# Under static shapes a step attends over the whole cache, 2,048 positions for a 512-token
+# context: the attention of a Qwen2.5-Coder-1.5B decode step cost about 0.7 ms of its 2.8 on an
+# H200 (BENCHMARKS.md, the step profile). With `attend_buckets` the decode/verify steps are
+# captured once per attended length (ATTEND_MIN, twice that, ... the capacity) and a step runs
+# the smallest that holds its positions. Off until a GPU run shows it faster.
+ATTEND_BUCKETS = False
+ATTEND_MIN = 256
 
 
 def unsupported_reason(model) -> str | None:
@@ -192,7 +199,7 @@ class StaticModel:
                  static_shapes: bool | None = None, buckets: tuple[int, ...] | None = None,
                  min_capacity: int = MIN_CAPACITY,
                  matmul_attention_tokens: int = MATMUL_ATTENTION_TOKENS,
-                 compile_steps: bool = False):
+                 compile_steps: bool = False, attend_buckets: bool = ATTEND_BUCKETS):
         """graphs: None (CUDA graphs on a CUDA device), True, False or "emulate";
         static_shapes: pad to buckets and attend over the whole cache even without graphs;
         matmul_attention_tokens: see MATMUL_ATTENTION_TOKENS (0: SDPA always);
@@ -200,7 +207,9 @@ class StaticModel:
         through torch.compile, static shapes, before their capture: inductor fuses the ~17
         small kernels of a layer, the cost of a graph replay for a model launch-bound even
         inside a CUDA graph; a compile per bucket at its first use (and after the cache
-        grows). Off by default: no GPU figure yet (`SPECULATIVE_STATIC=compile` turns it on)."""
+        grows). Off by default: it gained nothing on an H200 (3.35 against 3.41 ms for a 1.5B
+        decode step; `SPECULATIVE_STATIC=compile` turns it on);
+        attend_buckets: see ATTEND_BUCKETS."""
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"static KV cache unsupported: {reason}")
@@ -211,6 +220,7 @@ class StaticModel:
         self.buckets = tuple(sorted(buckets or LOGIT_BUCKETS + CHUNK_BUCKETS))
         self.min_capacity = min_capacity
         self.matmul_attention_tokens = matmul_attention_tokens
+        self.attend_buckets = attend_buckets
         self.compile_steps = compile_steps
         self.owner = None
         self.capacity = 0
@@ -414,7 +424,7 @@ class StaticModel:
             self._prepare_steps()
         out = []
         for (chunk, at), bucket in zip(chunks, buckets):
-            step = self.steps[bucket]
+            step = self.steps[self._step_key(bucket, at)]
             result = step(chunk, at)[: len(chunk)]
             if rows == "last":
                 if at + len(chunk) == start + n:
@@ -429,19 +439,36 @@ class StaticModel:
             self.batch = StaticBatch(self)
         return self.batch
 
+    def _attend_sizes(self, bucket: int) -> list[int]:
+        """The attended lengths a step of `bucket` tokens is captured for (ascending)."""
+        if not (self.attend_buckets and bucket <= LOGIT_BUCKETS[-1]):
+            return [self.capacity]
+        sizes, size = [], ATTEND_MIN
+        while size < self.capacity:
+            if size >= bucket:
+                sizes.append(size)
+            size *= 2
+        return sizes + [self.capacity]
+
+    def _step_key(self, bucket: int, at: int) -> tuple[int, int]:
+        """The step for `bucket` tokens at positions at..: the smallest attended length that
+        holds them."""
+        return bucket, next(a for a in self._attend_sizes(bucket) if a >= at + bucket)
+
     def _prepare_steps(self) -> None:
-        steps = {b: _Step(self, b, logits=b <= LOGIT_BUCKETS[-1]) for b in self.buckets}
+        steps = {(b, a): _Step(self, b, logits=b <= LOGIT_BUCKETS[-1], attend=a)
+                 for b in self.buckets for a in self._attend_sizes(b)}
         if self.graphs:
             cuda = self.graphs is True
             try:
                 with torch.cuda.device(self.device) if cuda else contextlib.nullcontext():
                     pool = torch.cuda.graph_pool_handle() if cuda else None
-                    for bucket in sorted(steps, reverse=True):  # the largest first: one pool
-                        steps[bucket].capture(pool)
+                    for key in sorted(steps, reverse=True):  # the largest first: one pool
+                        steps[key].capture(pool)
             except Exception as exc:  # run the same steps eagerly rather than fail a request
                 log.warning("CUDA graph capture failed (%s); static shapes without graphs", exc)
                 self.graphs = False
-                steps = {b: _Step(self, b, logits=s.logits) for b, s in steps.items()}
+                steps = {k: _Step(self, s.bucket, s.logits, s.attend) for k, s in steps.items()}
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         self.steps = steps
@@ -451,8 +478,8 @@ class _Step:
     """One static-shape step: `bucket` tokens and the start position in one input buffer (one
     host-to-device copy), a CUDA graph replay where captured, else the same function eagerly."""
 
-    def __init__(self, engine: StaticModel, bucket: int, logits: bool):
-        self.engine, self.bucket, self.logits = engine, bucket, logits
+    def __init__(self, engine: StaticModel, bucket: int, logits: bool, attend: int):
+        self.engine, self.bucket, self.logits, self.attend = engine, bucket, logits, attend
         self.input = torch.zeros(bucket + 1, dtype=torch.long, device=engine.device)
         self.graph = self.output = None
 
@@ -464,7 +491,7 @@ class _Step:
         engine = self.engine
         forward = engine.compiled_forward if self.logits and engine.compiled_forward else \
             engine.forward
-        hidden = forward(self.input[:-1], self.input[-1:], engine.capacity)
+        hidden = forward(self.input[:-1], self.input[-1:], self.attend)
         return engine.logits(hidden) if self.logits else hidden
 
     def capture(self, pool) -> None:

@@ -381,6 +381,9 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
         # side (speculative.static.MATMUL_ATTENTION_TOKENS)
         makers["static + CUDA graphs, SDPA attention"] = lambda: StaticKV(StaticModel(
             model, graphs=True, buckets=buckets, matmul_attention_tokens=0))
+        # graphs per attended length, not the whole cache (speculative.static.ATTEND_BUCKETS)
+        makers["static + CUDA graphs, attend buckets"] = lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, attend_buckets=True))
         if args.compile_steps:  # decode/verify compiled (inductor: fused kernels), then captured
             makers["static + compiled steps + CUDA graphs"] = lambda: StaticKV(StaticModel(
                 model, graphs=True, buckets=buckets, compile_steps=True))

@@ -148,7 +148,8 @@ def test_emulated_graphs_replay_into_one_output_and_logits_survive_the_next_step
     first = kv.feed([1, 2, 3])
     kept = first.clone()
     second = kv.feed([4, 5, 6])  # the same bucket (4): the same static output tensor
-    assert engine.steps[4].output.data_ptr() != first.data_ptr()  # what feed returned is a copy
+    step = engine.steps[(4, engine.capacity)]
+    assert step.output.data_ptr() != first.data_ptr()  # what feed returned is a copy
     close(first, kept)
     close(second, hf_logits(model, [1, 2, 3, 4, 5, 6])[3:])
 
@@ -276,3 +277,29 @@ def test_compiled_decode_steps_give_the_logits_of_hf():
     for i in range(40, 43):
         close(kv.feed(ids[i:i + 1])[-1], reference[i])
     assert counters["stats"]["unique_graphs"] >= 1  # compiled, not a silent fallback
+
+
+def test_steps_captured_per_attended_length_give_the_logits_of_hf(monkeypatch):
+    """attend_buckets: a step attends over the smallest captured length that holds its
+    positions (8, 16, 32, then the capacity here), not the whole cache."""
+    monkeypatch.setattr(static, "ATTEND_MIN", 8)
+    used = []
+    real_key = StaticModel._step_key
+
+    def spy(engine, bucket, at):
+        used.append(real_key(engine, bucket, at))
+        return used[-1]
+
+    monkeypatch.setattr(StaticModel, "_step_key", spy)
+    model = qwen2(seed=30, num_key_value_heads=2)
+    ids = random.Random(3).choices(range(48), k=60)
+    reference = hf_logits(model, ids)
+    kv = StaticKV(StaticModel(model, **MODES["emulated-graphs"], attend_buckets=True))
+    close(kv.feed(ids[:5]), reference[:5])
+    for i in range(5, 40):  # decode steps across the attended lengths 8, 16, 32 and 64
+        close(kv.feed(ids[i:i + 1]), reference[i:i + 1])
+    close(kv.feed(ids[40:48]), reference[40:48])  # a verify step
+    kv.rollback(20)  # back below a boundary: the smaller length again
+    close(kv.feed(ids[20:21]), reference[20:21])
+    assert {a for b, a in used if b == 1} == {8, 16, 32, 64}
+    assert used[-1] == (1, 32)
