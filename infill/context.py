@@ -53,6 +53,13 @@ def _is_loop(line: str, previous: str) -> bool:
     return len(line.strip()) >= MIN_LOOP_LINE and line.strip() == previous.strip()
 
 
+def _ends_paragraph(suffix: str) -> bool:
+    """The rest of the cursor's line and the next line are blank, and code follows."""
+    parts = suffix.split("\n", 2)
+    return len(parts) == 3 and not parts[0].strip() and not parts[1].strip() \
+        and bool(parts[2].strip())
+
+
 def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> tuple[str, bool]:
     """(text cut to the request's shape, whether decoding can stop now).
 
@@ -60,6 +67,9 @@ def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> t
     from the line that repeats the suffix's next line of code on (the model ran into the suffix)
     or that repeats the line before it (a small model caught in a loop writes the same line
     again and again; two equal consecutive lines of real code are rare enough to give up).
+    Where a blank line follows the cursor's line, the cursor ends a paragraph: a blank line
+    after written code ends the completion too, which would otherwise start a paragraph of its
+    own before the suffix's (a new method before the next one, say).
     """
     if not multiline:
         if "\n" in text:
@@ -68,11 +78,16 @@ def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> t
     lines = text.split("\n")
     complete_lines = lines[:-1]  # the last one may still grow
     anchor = first_code_line(suffix) if suffix.split("\n", 1)[0].strip() == "" else ""
+    paragraph_ends = _ends_paragraph(suffix)
+    written = False  # a line of code so far
     for i, line in enumerate(complete_lines):
         if anchor and line.strip() == anchor:
             return "\n".join(lines[:i]).rstrip(" \t"), True
         if i and _is_loop(line, complete_lines[i - 1]):
             return "\n".join(lines[:i]), True
+        if paragraph_ends and written and not line.strip():
+            return "\n".join(lines[:i]), True
+        written = written or bool(line.strip())
     if len(complete_lines) >= max_lines:
         return "\n".join(lines[:max_lines]), True
     return text, False

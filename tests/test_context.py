@@ -46,3 +46,19 @@ def test_a_line_repeating_the_line_before_ends_a_multiline_completion():
     assert cut_completion(first, "", True, 16) == ("self.path = path", True)
     short = "    )\n    )\n    y = 1\n"  # short repeated lines are ordinary code
     assert cut_completion(short, "", True, 16) == (short, False)
+
+
+def test_a_blank_line_ends_a_multiline_completion_where_the_cursor_ends_a_paragraph():
+    # the cursor's line is followed by a blank line and the next method: the completion closes
+    # the docstring, then would open a method of its own before the suffix's
+    suffix = "\n\n    def __init__(self, environment):\n        pass\n"
+    text = '    """\n\n    def __init__(self, **members):\n        self.members = members\n'
+    assert cut_completion(text, suffix, True, 16) == ('    """', True)
+    # a leading blank line (the cursor at a line end) is not the paragraph's end
+    assert cut_completion('\n    return 1\n\n    x', suffix, True, 16) == ("\n    return 1", True)
+
+
+def test_blank_lines_inside_a_completion_stay_where_code_follows_the_cursor_line():
+    text = "    a = 1\n\n    b = 2\n"
+    assert cut_completion(text, "\n    return a + b\n", True, 16) == (text, False)
+    assert cut_completion(text, "", True, 16) == (text, False)  # the end of the file
