@@ -39,7 +39,8 @@ def add_parser(subparsers) -> None:
         if kind == "diffusion":
             p.add_argument("--surplus", choices=("uniform", "engine"), default="uniform",
                            help="pads after a gap's middle: uniform up to 128 tokens (the "
-                                "shipped model), or up to the engine's gap size (24 / 64)")
+                                "first run's recipe), or up to the engine's gap size (24 / "
+                                "64: the shipped model's second run)")
         p.add_argument("--stop-after", type=float,
                        help="minutes: stop this run early (checkpointed); the schedule still "
                             "follows --minutes, so a later --resume continues it")

@@ -169,8 +169,8 @@ def diffusion_row(prefix: list[int], middle: list[int], surplus: int, suffix: li
 
 def surplus_pads(middle: int, mode: str, max_gap: int, rng: random.Random) -> int:
     """Pads after a middle of `middle` tokens, where inference finds more masks than the gap
-    needs (none in a quarter of the rows). uniform: 1 .. max_gap - middle, the shipped model's
-    recipe, which left most of a gap's positions pads and taught the model to answer pad
+    needs (none in a quarter of the rows). uniform: 1 .. max_gap - middle, the first diffusion
+    model's recipe, which left most of a gap's positions pads and taught the model to answer pad
     everywhere; engine: up to the smallest gap the engine gives a request
     (`DiffusionSettings`: a single line, a few lines) that holds the middle, as at inference."""
     if rng.random() < 0.25:
