@@ -60,10 +60,20 @@ MATMUL_ATTENTION_TOKENS = 32
 # Under static shapes a step attends over the whole cache, 2,048 positions for a 512-token
 # context: the attention of a Qwen2.5-Coder-1.5B decode step cost about 0.7 ms of its 2.8 on an
 # H200 (BENCHMARKS.md, the step profile). With `attend_buckets` the decode/verify steps are
-# captured once per attended length (ATTEND_MIN, twice that, ... the capacity) and a step runs
-# the smallest that holds its positions. Off until a GPU run shows it faster.
+# captured once per attended length (ATTEND_MIN, 1.5x, 2x, 3x, 4x, ... that, up to the capacity:
+# each at most 1.5x the one below, so a step attends over at most 1.5x the positions it needs)
+# and a step runs the smallest that holds its positions. Measured on an H200 (BENCHMARKS.md,
+# 2026-11-29, fourth session): 1.5B decode step 2.86 against 2.93 ms, 7B 5.68 against 5.78: the
+# attention's kernels cost their launch more than their length, so it stays off (it multiplies
+# the graphs captured at the first requests by ~7 for 2%).
 ATTEND_BUCKETS = False
 ATTEND_MIN = 256
+# Gate and up as one matmul over a stacked copy of their weights: one GEMV of twice the size,
+# which runs nearer the memory bandwidth than two (cuBLAS ran gate and up at ~2.9 TB/s of the
+# H200's 4.8 in the step profile), at the cost of a copy of half the model's weights. Measured
+# (BENCHMARKS.md, 2026-11-29, fourth session): 1.5B decode step 2.82 against 2.93 ms, 7B 5.66
+# against 5.78: 2-4% for +50% weight memory, so it stays off.
+STACK_MLP = False
 
 
 def unsupported_reason(model) -> str | None:
@@ -118,8 +128,8 @@ class _Layer:
     """One decoder layer's weights. q/k/v are a stacked copy (one matmul instead of three),
     refreshed by `check_weights`; the model's own parameters are left as they are (views into
     one stacked tensor would be shared storage to `save_pretrained` and an optimizer). Gate and
-    up stay two matmuls: they are half of a Qwen2's weights, and a stacked copy would add half
-    the model again (Qwen2.5-Coder-7B in bf16: +7.6 GB) to save one kernel per layer."""
+    up are stacked too only with `stack_mlp` (see STACK_MLP): they are half of a Qwen2's
+    weights, so their copy adds half the model again."""
 
     input_norm: torch.Tensor
     qkv: torch.Tensor  # q, k and v weights stacked
@@ -136,17 +146,26 @@ class _Layer:
     eps: float
     post_eps: float
     scaling: float
+    gate_up: torch.Tensor | None = None  # gate and up stacked (`stack_mlp`)
+    gate_up_bias: torch.Tensor | None = None
 
 
-def _stack_qkv(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """q, k and v weights stacked (and biases, zeros for one without): one matmul."""
-    projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+def _stack(projs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weights of these linear layers stacked (and biases, zeros for one without): one
+    matmul."""
     weight = torch.cat([p.weight for p in projs])
     if all(p.bias is None for p in projs):
         return weight, None
     return weight, torch.cat([p.bias if p.bias is not None else
                               torch.zeros(p.out_features, dtype=weight.dtype, device=weight.device)
                               for p in projs])
+
+
+def _stacked(layer, stack_mlp: bool) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(weight, bias) of each stacked copy of an HF layer: q/k/v, and gate/up if asked."""
+    attn, mlp = layer.self_attn, layer.mlp
+    copies = [_stack((attn.q_proj, attn.k_proj, attn.v_proj))]
+    return copies + [_stack((mlp.gate_proj, mlp.up_proj))] if stack_mlp else copies
 
 
 def _version(tensor: torch.Tensor) -> int:
@@ -199,7 +218,8 @@ class StaticModel:
                  static_shapes: bool | None = None, buckets: tuple[int, ...] | None = None,
                  min_capacity: int = MIN_CAPACITY,
                  matmul_attention_tokens: int = MATMUL_ATTENTION_TOKENS,
-                 compile_steps: bool = False, attend_buckets: bool = ATTEND_BUCKETS):
+                 compile_steps: bool = False, attend_buckets: bool = ATTEND_BUCKETS,
+                 stack_mlp: bool = STACK_MLP):
         """graphs: None (CUDA graphs on a CUDA device), True, False or "emulate";
         static_shapes: pad to buckets and attend over the whole cache even without graphs;
         matmul_attention_tokens: see MATMUL_ATTENTION_TOKENS (0: SDPA always);
@@ -209,7 +229,7 @@ class StaticModel:
         inside a CUDA graph; a compile per bucket at its first use (and after the cache
         grows). Off by default: it gained nothing on an H200 (3.35 against 3.41 ms for a 1.5B
         decode step; `SPECULATIVE_STATIC=compile` turns it on);
-        attend_buckets: see ATTEND_BUCKETS."""
+        attend_buckets: see ATTEND_BUCKETS; stack_mlp: see STACK_MLP."""
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"static KV cache unsupported: {reason}")
@@ -221,6 +241,7 @@ class StaticModel:
         self.min_capacity = min_capacity
         self.matmul_attention_tokens = matmul_attention_tokens
         self.attend_buckets = attend_buckets
+        self.stack_mlp = stack_mlp
         self.compile_steps = compile_steps
         self.owner = None
         self.capacity = 0
@@ -258,12 +279,15 @@ class StaticModel:
 
     def _layer(self, layer) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
-        return _Layer(layer.input_layernorm.weight, *_stack_qkv(attn), attn.o_proj.weight,
+        (qkv, qkv_bias), *mlp_stack = _stacked(layer, self.stack_mlp)
+        gate_up, gate_up_bias = mlp_stack[0] if mlp_stack else (None, None)
+        return _Layer(layer.input_layernorm.weight, qkv, qkv_bias, attn.o_proj.weight,
                       attn.o_proj.bias, layer.post_attention_layernorm.weight,
                       mlp.gate_proj.weight, mlp.gate_proj.bias, mlp.up_proj.weight,
                       mlp.up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias,
                       _eps(layer.input_layernorm), _eps(layer.post_attention_layernorm),
-                      float(getattr(attn, "scaling", self.head_dim ** -0.5)))
+                      float(getattr(attn, "scaling", self.head_dim ** -0.5)),
+                      gate_up, gate_up_bias)
 
     def _fingerprint(self):
         """Where the weights live and their version counters: a training step changes the
@@ -284,10 +308,11 @@ class StaticModel:
             self._build()
             return
         for layer, hf_layer in zip(self.layers, _layers(self.model_ref())):
-            qkv, bias = _stack_qkv(hf_layer.self_attn)
-            layer.qkv.copy_(qkv)
-            if bias is not None:
-                layer.qkv_bias.copy_(bias)
+            copies = ((layer.qkv, layer.qkv_bias), (layer.gate_up, layer.gate_up_bias))
+            for (weight, bias), (new_weight, new_bias) in zip(copies, _stacked(hf_layer, self.stack_mlp)):
+                weight.copy_(new_weight)
+                if new_bias is not None:
+                    bias.copy_(new_bias)
         self.fingerprint = self._fingerprint()
 
     def _ensure_capacity(self, needed: int) -> None:
@@ -393,7 +418,11 @@ class StaticModel:
             a = a.reshape(n, heads * dim)
             x = _linear_residual(x, a, w.o, w.o_bias)
             h = F.rms_norm(x, (self.hidden,), w.post_norm, w.post_eps)
-            a = F.silu(F.linear(h, w.gate, w.gate_bias)).mul_(F.linear(h, w.up, w.up_bias))
+            if w.gate_up is not None:
+                gate, up = F.linear(h, w.gate_up, w.gate_up_bias).split(w.gate.shape[0], -1)
+            else:
+                gate, up = F.linear(h, w.gate, w.gate_bias), F.linear(h, w.up, w.up_bias)
+            a = F.silu(gate).mul_(up)
             x = _linear_residual(x, a, w.down, w.down_bias)
         return x
 
@@ -445,8 +474,7 @@ class StaticModel:
             return [self.capacity]
         sizes, size = [], ATTEND_MIN
         while size < self.capacity:
-            if size >= bucket:
-                sizes.append(size)
+            sizes += [n for n in (size, size * 3 // 2) if bucket <= n < self.capacity]
             size *= 2
         return sizes + [self.capacity]
 
@@ -775,19 +803,27 @@ def engine_for(model, **options) -> StaticModel:
     return engine
 
 
+MODE_OPTIONS = {  # SPECULATIVE_STATIC's words
+    "eager": {"graphs": False},  # no CUDA graphs
+    "compile": {"compile_steps": True},  # compiled decode/verify steps
+    "attend": {"attend_buckets": True},  # see ATTEND_BUCKETS
+    "stack": {"stack_mlp": True},  # see STACK_MLP
+}
+
+
 def kv_cache(model, static: bool | None = None):
     """A `StaticKV` where the static path supports the model, else a `PrefixKV`.
 
-    static: None decides by the model and `SPECULATIVE_STATIC` (0: never; eager: no CUDA
-    graphs; compile: compiled decode/verify steps); True insists (ValueError when
-    unsupported); False gives `PrefixKV`.
+    static: None decides by the model and `SPECULATIVE_STATIC` (0: never; else a comma-separated
+    list of MODE_OPTIONS, e.g. `attend,stack`); True insists (ValueError when unsupported);
+    False gives `PrefixKV`.
     """
     mode = os.environ.get("SPECULATIVE_STATIC", "1").strip().lower()
     if static is False or (static is None and mode in ("0", "false", "off", "no")):
         return PrefixKV(model)
     if model in _ENGINES:
         return StaticKV(_ENGINES[model])
-    options = {"eager": {"graphs": False}, "compile": {"compile_steps": True}}.get(mode, {})
+    options = {k: v for part in mode.split(",") for k, v in MODE_OPTIONS.get(part.strip(), {}).items()}
     if static is None:
         reason = unsupported_reason(model)
         if reason:

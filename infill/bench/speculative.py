@@ -384,6 +384,11 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
         # graphs per attended length, not the whole cache (speculative.static.ATTEND_BUCKETS)
         makers["static + CUDA graphs, attend buckets"] = lambda: StaticKV(StaticModel(
             model, graphs=True, buckets=buckets, attend_buckets=True))
+        # gate and up as one matmul (speculative.static.STACK_MLP), alone and with the above
+        makers["static + CUDA graphs, stacked MLP"] = lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, stack_mlp=True))
+        makers["static + CUDA graphs, attend buckets + stacked MLP"] = lambda: StaticKV(
+            StaticModel(model, graphs=True, buckets=buckets, attend_buckets=True, stack_mlp=True))
         if args.compile_steps:  # decode/verify compiled (inductor: fused kernels), then captured
             makers["static + compiled steps + CUDA graphs"] = lambda: StaticKV(StaticModel(
                 model, graphs=True, buckets=buckets, compile_steps=True))

@@ -60,6 +60,7 @@ MODELS = {
 }
 MODES = {
     "eager": dict(graphs=False),
+    "stacked-mlp": dict(graphs=False, stack_mlp=True),
     "static-shapes": dict(graphs=False, static_shapes=True, buckets=(1, 2, 4, 8, 16, 64)),
     "emulated-graphs": dict(graphs="emulate", buckets=(1, 2, 4, 8, 16, 64), min_capacity=16),
 }
@@ -178,11 +179,12 @@ def test_caches_sharing_a_model_restore_their_own_tokens():
     close(logits, hf_logits(model, [9, 9, 9, 9, 9, 9, 8])[-1])
 
 
-def test_weights_changed_in_place_are_picked_up():
+@pytest.mark.parametrize("stack_mlp", [False, True])
+def test_weights_changed_in_place_are_picked_up(stack_mlp):
     model = llama(seed=8, mlp_bias=True)
-    kv = StaticKV(StaticModel(model, graphs=False))
+    kv = StaticKV(StaticModel(model, graphs=False, stack_mlp=stack_mlp))
     kv.prefill([1, 2, 3])
-    with torch.no_grad():  # the stacked q/k/v copy follows; biases too
+    with torch.no_grad():  # the stacked q/k/v (and gate/up) copies follow; biases too
         model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
         model.model.layers[1].mlp.gate_proj.weight.mul_(1.5)
         model.model.layers[1].mlp.up_proj.bias.add_(0.5)
@@ -281,7 +283,7 @@ def test_compiled_decode_steps_give_the_logits_of_hf():
 
 def test_steps_captured_per_attended_length_give_the_logits_of_hf(monkeypatch):
     """attend_buckets: a step attends over the smallest captured length that holds its
-    positions (8, 16, 32, then the capacity here), not the whole cache."""
+    positions (8, 12, 16, 24, 32, 48, then the capacity here), not the whole cache."""
     monkeypatch.setattr(static, "ATTEND_MIN", 8)
     used = []
     real_key = StaticModel._step_key
@@ -296,10 +298,11 @@ def test_steps_captured_per_attended_length_give_the_logits_of_hf(monkeypatch):
     reference = hf_logits(model, ids)
     kv = StaticKV(StaticModel(model, **MODES["emulated-graphs"], attend_buckets=True))
     close(kv.feed(ids[:5]), reference[:5])
-    for i in range(5, 40):  # decode steps across the attended lengths 8, 16, 32 and 64
+    for i in range(5, 40):  # decode steps across the attended lengths 8 ... 48
         close(kv.feed(ids[i:i + 1]), reference[i:i + 1])
     close(kv.feed(ids[40:48]), reference[40:48])  # a verify step
     kv.rollback(20)  # back below a boundary: the smaller length again
     close(kv.feed(ids[20:21]), reference[20:21])
-    assert {a for b, a in used if b == 1} == {8, 16, 32, 64}
-    assert used[-1] == (1, 32)
+    assert {a for b, a in used if b == 1} == {8, 12, 16, 24, 32, 48}
+    assert (8, 48) in used  # the verify step of 8 tokens at positions 40-47
+    assert used[-1] == (1, 24)
