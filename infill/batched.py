@@ -191,11 +191,9 @@ class BatchedEngines:
         model = PaddedModel(dm.model, attention, left, left + gap, dm.mask_id)
         collapse = diffusion_engine.collapse_id(dm) if settings.collapse else None
         filled, _ = denoise(model, canvas, left, left + gap, mask_id=dm.mask_id,
-                            steps=settings.steps, threshold=settings.threshold,
                             banned_ids=dm.banned_ids, collapse_id=collapse,
                             shift_logits=dm.shift_logits, temperature=first.temperature,
-                            seed=first.seed, pad_threshold=settings.pad_threshold,
-                            block=settings.block)
+                            seed=first.seed, **diffusion_engine.schedule_options(settings))
         ms = (time.perf_counter() - start_time) * 1000 / len(batch)
         out = []
         for i, job in enumerate(batch):

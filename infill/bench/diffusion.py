@@ -2,9 +2,9 @@
 
 Settings, side by side on the same tasks:
 - reference: one token per forward and the true gap length (the oracle LLaDA setting);
-- oracle length with confidence thresholds (parallel commits);
+- oracle length with parallel commits (a confidence threshold; k tokens per forward);
 - unknown length (the engine's oversized gap; the first forward decides where the content
-  ends, `sampler.end_content`), one token per forward and with thresholds.
+  ends, `sampler.end_content`), one token per forward, a threshold, and k per forward.
 Tasks: held-out single lines (`infill.train.heldout.line_tasks`) and, with `--safim DIR`, the
 first rows of each Python subset of SAFIM (block, control, API), which are scored as SAFIM
 scores them (its truncation, then exact match, unit tests in the sandbox, or an API syntax
@@ -25,15 +25,18 @@ from infill.diffusion.engine import DiffusionSettings, encode, generate
 from infill.models.loading import DEFAULT_MODELS, load_diffusion
 from infill.request import InfillRequest
 
+# Fast-dLLM's confidence thresholds barely commit more than the forced token per forward with
+# the shipped model, which is seldom that sure (BENCHMARKS.md, 2026-11-29): the k-per-forward
+# rows commit the k most confident predictions per forward instead, whatever their confidence.
 SETTINGS = {
     "reference (1 token/forward, true length)": (DiffusionSettings(collapse=False), True),
     "true length, threshold 0.9": (DiffusionSettings(threshold=0.9, collapse=False), True),
-    "unknown length, 1 token/forward": (DiffusionSettings(), False),
-    "unknown length, 1 token/forward, pad threshold 0.5": (
-        DiffusionSettings(pad_threshold=0.5), False),
-    "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9), False),
-    "unknown length, threshold 0.7": (DiffusionSettings(threshold=0.7), False),
-    "unknown length, threshold 0.5": (DiffusionSettings(threshold=0.5), False),
+    "true length, 4 tokens/forward": (DiffusionSettings(per_forward=4, collapse=False), True),
+    "unknown length, 1 token/forward": (DiffusionSettings(per_forward=1), False),
+    "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9, per_forward=1), False),
+    "unknown length, 2 tokens/forward": (DiffusionSettings(per_forward=2), False),
+    "unknown length, 4 tokens/forward": (DiffusionSettings(per_forward=4), False),
+    "unknown length, 8 tokens/forward": (DiffusionSettings(per_forward=8), False),
 }
 
 

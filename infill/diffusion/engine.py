@@ -7,12 +7,14 @@ dropped. `DiffusionSettings` holds the knobs the benchmark compares.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 
 from infill.autoregressive import MAX_LINES
 from infill.context import cut_completion, fit_to_tokens
+from infill.diffusion.graphs import GraphedModel
 from infill.diffusion.sampler import PAD_THRESHOLD, denoise
 from infill.models.loading import DiffusionModel
 from infill.request import InfillRequest
@@ -24,10 +26,18 @@ class DiffusionSettings:
     multi_line_gap: int = 64
     steps: int | None = None  # fixed schedule; None with no threshold: one token per forward
     threshold: float | None = None  # commit every prediction this confident (parallel decoding)
+    per_forward: int = 1  # and at least this many per forward (the most confident)
     block: int | None = None  # semi-autoregressive blocks (4 measured worse than none)
     collapse: bool = True  # unknown length: the content ends at a pad (see sampler)
     remask_rounds: int = 2  # syntax-guided remasking: re-denoise tokens at a new syntax error
     pad_threshold: float = PAD_THRESHOLD  # unknown length: where the pad ends the content
+
+
+def schedule_options(settings: DiffusionSettings) -> dict:
+    """The settings that `sampler.denoise` takes as they are (one place for both engines)."""
+    return {"steps": settings.steps, "threshold": settings.threshold,
+            "per_forward": settings.per_forward, "pad_threshold": settings.pad_threshold,
+            "block": settings.block}
 
 
 def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:
@@ -41,13 +51,31 @@ def encode(dm: DiffusionModel, text: str) -> list[int]:
     return dm.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
 
+CANVAS_SLACK = 64  # tokens of text fitted beyond the budget, then cut to it exactly
+
+
 def build_canvas(dm: DiffusionModel, prefix: str, suffix: str, gap: int) -> tuple[list[int], int]:
-    """(canvas ids, gap start)."""
+    """(canvas ids, gap start). A document longer than the model's context gives a canvas of
+    exactly the context: the text is fitted by characters with some slack, then the prefix's
+    first tokens (the suffix's last where the prefix is short) go, so requests share one
+    canvas shape and with it one captured graph (`graphs.py`)."""
     budget = max(16, dm.context - gap)
-    prefix, suffix = fit_to_tokens(prefix, suffix, budget,
+    prefix, suffix = fit_to_tokens(prefix, suffix, budget + CANVAS_SLACK,
                                    lambda p, s: len(encode(dm, p)) + len(encode(dm, s)))
-    before = encode(dm, prefix)
-    return before + [dm.mask_id] * gap + encode(dm, suffix), len(before)
+    before, after = encode(dm, prefix), encode(dm, suffix)
+    excess = max(0, len(before) + len(after) - budget)
+    cut = min(excess, len(before))
+    before, after = before[cut:], after[:len(after) - (excess - cut)]
+    return before + [dm.mask_id] * gap + after, len(before)
+
+
+def forward_of(dm: DiffusionModel):
+    """The model as the sampler calls it: through CUDA graphs on a GPU (`graphs.py`;
+    INFILL_DIFFUSION_GRAPHS=0 turns them off)."""
+    if dm.graphed is None:
+        graphs = dm.device.type == "cuda" and os.environ.get("INFILL_DIFFUSION_GRAPHS", "1") != "0"
+        dm.graphed = GraphedModel(dm.model) if graphs else dm.model
+    return dm.graphed
 
 
 def collapse_id(dm: DiffusionModel) -> int | None:
@@ -73,12 +101,11 @@ def generate(dm: DiffusionModel, request: InfillRequest, multiline: bool,
     forwards, rounds = 0, 0
     while True:
         filled, n = denoise(
-            dm.model, canvas, start, start + gap, mask_id=dm.mask_id, steps=settings.steps,
-            threshold=settings.threshold, banned_ids=dm.banned_ids,
+            forward_of(dm), canvas, start, start + gap, mask_id=dm.mask_id,
+            banned_ids=dm.banned_ids,
             collapse_id=collapse_id(dm) if settings.collapse else None,
             shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
-            is_cancelled=lambda: request.cancel.cancelled,
-            pad_threshold=settings.pad_threshold, block=settings.block)
+            is_cancelled=lambda: request.cancel.cancelled, **schedule_options(settings))
         forwards += n
         canvas[0, start:start + gap] = filled[0]
         gap_tokens = filled[0].tolist()

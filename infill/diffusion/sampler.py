@@ -4,8 +4,9 @@ The canvas is prefix + gap + suffix; the gap's masked positions are filled over 
 Each step predicts every masked position at once and commits some of them:
 - a fixed schedule (`steps`): the most confident `masked / steps` predictions per step, as
   LLaDA's `generate` does; with steps = gap this is the one-token-per-forward reference;
-- a `threshold`: every prediction at least that confident, and at least the best one, so a step
-  can commit many tokens (Fast-dLLM's parallel decoding);
+- otherwise the `per_forward` most confident predictions per step (1: the one-token-per-forward
+  reference), and with a `threshold` every prediction at least that confident besides them
+  (Fast-dLLM's parallel decoding);
 - optionally in semi-autoregressive `block`s (LLaDA): only the leftmost block of the gap that
   still holds masks is filled, left to right block by block, each seeing the whole canvas.
 Committed tokens stay committed.
@@ -65,20 +66,21 @@ def end_content(region: torch.Tensor, mask_id: int, collapse_id: int,
 
 @torch.inference_mode()
 def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_id: int,
-            steps: int | None = None, threshold: float | None = None,
+            steps: int | None = None, threshold: float | None = None, per_forward: int = 1,
             banned_ids: set[int] = frozenset(), collapse_id: int | None = None,
             shift_logits: bool = False, temperature: float = 0.0, seed: int | None = None,
             is_cancelled: Callable[[], bool] | None = None,
             pad_threshold: float = PAD_THRESHOLD, block: int | None = None) -> tuple[torch.Tensor, int]:
     """Fills the masked positions of canvas[:, gap_start:gap_end]; returns (gap tokens [B, gap],
-    forwards). Give `threshold` for parallel commits, else `steps` (default: one per token).
+    forwards). `steps` for a fixed schedule, else `per_forward` (and `threshold`) per step.
     With a `collapse_id` the content's length is decided as the module docstring says."""
     canvas = canvas.clone()
     region = canvas[:, gap_start:gap_end]  # a view: writes go into canvas
     masked = int((region == mask_id).sum(dim=1).max())
     if masked == 0:
         return region, 0
-    schedule = None if threshold is not None else tokens_per_step(masked, max(1, min(steps or masked, masked)))
+    schedule = (tokens_per_step(masked, max(1, min(steps, masked)))
+                if steps and threshold is None else None)
     generator = torch.Generator().manual_seed(seed if seed is not None else 0)
     banned = torch.tensor(sorted(set(banned_ids) | {mask_id}), device=canvas.device)
     forwards = 0
@@ -97,8 +99,8 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
                             torch.softmax(gap_logits, -1)[..., collapse_id], pad_threshold)
             gap_logits[..., collapse_id] = float("-inf")  # the rest is content
         still_masked = region == mask_id
-        if not still_masked.any():
-            break
+        if forwards == 1 and collapse_id is not None and not still_masked.any():
+            break  # the first forward ended the content at the gap's start
         if block:  # only the leftmost block with masks, in each row
             first = still_masked.float().argmax(1, keepdim=True)  # a row's first mask
             start = first - first % block
@@ -112,8 +114,10 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             chosen = torch.zeros_like(still_masked)
             chosen.scatter_(1, confidence.topk(count, dim=-1).indices, True)
         else:
-            chosen = confidence >= threshold
-            chosen.scatter_(1, confidence.argmax(-1, keepdim=True), True)  # progress every step
+            chosen = (confidence >= threshold if threshold is not None
+                      else torch.zeros_like(still_masked))
+            best = confidence.topk(min(per_forward, confidence.shape[1]), dim=-1).indices
+            chosen.scatter_(1, best, True)  # progress every step
         chosen &= still_masked
-        region[chosen] = predicted[chosen]
+        region.copy_(torch.where(chosen, predicted, region))  # no host sync, unlike indexing
     return region, forwards

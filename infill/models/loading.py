@@ -55,6 +55,7 @@ class DiffusionModel:
     shift_logits: bool = False  # Dream family: logits at i predict the token at i + 1
     name: str = ""
     context: int = 512
+    graphed: object = field(default=None, repr=False)  # diffusion.engine.forward_of's wrapper
 
     @property
     def device(self) -> torch.device:

@@ -164,6 +164,30 @@ def test_most_confident_position_is_committed_first():
     assert order == [[], [1], [1, 3], [1, 2, 3]]
 
 
+@pytest.mark.parametrize("per_forward, order", [
+    (1, [[], [1], [1, 3], [1, 2, 3]]),
+    (2, [[], [1, 3]]),
+    (4, [[]]),
+])
+def test_per_forward_commits_the_k_most_confident_whatever_their_confidence(per_forward, order):
+    """No prediction here reaches a threshold of 0.99; k per forward still commits k of them,
+    the most confident first, so the gap of 4 takes ceil(4 / k) forwards."""
+    class Confidence(torch.nn.Module):
+        def forward(self, input_ids):
+            logits = torch.zeros(*input_ids.shape, VOCAB)
+            for i, strength in zip(range(START, END), (1.0, 4.0, 2.0, 3.0)):
+                logits[:, i, 20 + i] = strength
+            self.seen = getattr(self, "seen", []) + [input_ids[0, START:END].tolist()]
+            return SimpleNamespace(logits=logits)
+
+    model = Confidence()
+    filled, forwards = denoise(model, canvas(), START, END, mask_id=MASK, threshold=0.99,
+                               per_forward=per_forward)
+    assert [[i for i, t in enumerate(s) if t != MASK] for s in model.seen] == order
+    assert forwards == -(-GAP // per_forward)
+    assert filled[0].tolist() == [20 + i for i in range(START, END)]
+
+
 def test_batch_rows_are_filled_independently():
     batch = torch.cat([canvas(), canvas()])
     filled, _ = denoise(PositionModel(), batch, START, END, mask_id=MASK, steps=2)
