@@ -14,6 +14,7 @@ import torch
 
 from infill.autoregressive import MAX_LINES
 from infill.context import cut_completion, fit_to_tokens
+from infill.diffusion import graphs
 from infill.diffusion.graphs import GraphedModel
 from infill.diffusion.sampler import PAD_THRESHOLD, denoise
 from infill.models.loading import DiffusionModel
@@ -24,7 +25,7 @@ from infill.request import InfillRequest
 class DiffusionSettings:
     single_line_gap: int = 24  # masks for a single line
     multi_line_gap: int = 64
-    steps: int | None = None  # fixed schedule; None with no threshold: one token per forward
+    steps: int | None = None  # a fixed schedule; None: per_forward (and threshold) per forward
     threshold: float | None = None  # commit every prediction this confident (parallel decoding)
     per_forward: int = 1  # and at least this many per forward (the most confident)
     block: int | None = None  # semi-autoregressive blocks (4 measured worse than none)
@@ -70,11 +71,13 @@ def build_canvas(dm: DiffusionModel, prefix: str, suffix: str, gap: int) -> tupl
 
 
 def forward_of(dm: DiffusionModel):
-    """The model as the sampler calls it: through CUDA graphs on a GPU (`graphs.py`;
-    INFILL_DIFFUSION_GRAPHS=0 turns them off)."""
+    """The model as the sampler calls it: through CUDA graphs on a GPU for a model small enough
+    to be launch-bound (`graphs.py`; INFILL_DIFFUSION_GRAPHS=0 turns them off)."""
     if dm.graphed is None:
-        graphs = dm.device.type == "cuda" and os.environ.get("INFILL_DIFFUSION_GRAPHS", "1") != "0"
-        dm.graphed = GraphedModel(dm.model) if graphs else dm.model
+        small = sum(p.numel() for p in dm.model.parameters()) <= graphs.MAX_PARAMETERS
+        wanted = os.environ.get("INFILL_DIFFUSION_GRAPHS", "1") != "0"
+        dm.graphed = GraphedModel(dm.model) if dm.device.type == "cuda" and small and wanted \
+            else dm.model
     return dm.graphed
 
 

@@ -5,8 +5,10 @@ their work: the shipped 8.9M-parameter model took about 6.7 ms per forward on an
 (BENCHMARKS.md), for a canvas the GPU computes in a fraction of that. Every forward of one
 request sees the same canvas shape (the tokens change, not their number), and `build_canvas`
 gives every document longer than the model's context the same length, so a graph captured once
-per shape is replayed for the forwards that follow. Capture failures (a model whose forward
-synchronises with the host, say) fall back to the eager forward for good.
+per shape is replayed for the forwards that follow: the engine's median for a line fell from
+68 to 32 ms on an H200, the same completions (BENCHMARKS.md, 2026-11-29, fourth session).
+Capture failures (a model whose forward synchronises with the host, say) fall back to the eager
+forward for good.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import torch
 log = logging.getLogger(__name__)
 
 MAX_GRAPHS = 8  # canvas shapes kept (least recently used dropped): short documents vary
+# Graphs only for a model this small: a large one's forward is bound by its work, not its
+# launches, and each graph keeps its own logits ([1, canvas, vocabulary]: LLaDA's at 4,096
+# positions are 1 GB in bf16).
+MAX_PARAMETERS = 1_000_000_000
 
 
 class _Graph:
