@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
                        help="AR: several shorter examples per row (more gaps per token)")
         p.add_argument("--middle-weight", type=float, default=1.0,
                        help="AR: loss weight of the tokens of the gap")
+        if kind == "ar":
+            p.add_argument("--rename-rate", type=float, default=0.0,
+                           help="share of examples whose own names are renamed to other "
+                                "names of the corpus (infill.train.augment; 0: none)")
         if kind == "diffusion":
             p.add_argument("--surplus", choices=("uniform", "engine"), default="uniform",
                            help="pads after a gap's middle: uniform up to 128 tokens (the "
@@ -89,6 +93,7 @@ def _train(args) -> int:
         warmup_steps=args.warmup_steps, fim_rate=args.fim_rate, workers=args.workers,
         package_alpha=args.package_alpha, pack=args.pack, middle_weight=args.middle_weight,
         surplus=getattr(args, "surplus", "uniform"), stop_after=args.stop_after,
+        rename_rate=getattr(args, "rename_rate", 0.0),
         seed=args.seed, eval_every_s=args.eval_every, device=args.device, compile=args.compile,
         resume=str(args.resume) if args.resume else None, max_steps=args.max_steps,
     )

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from infill.train.augment import name_pool, rename_identifiers
 from infill.train.spans import sample_span, window
 from infill.train.tokenizer import END, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, MASK, PAD
 
@@ -97,13 +98,14 @@ def _examples_per_row(rng: random.Random, pack: bool) -> int:
 
 
 def ar_batch(tokenizer, ids: SpecialIds, docs: DocSampler, rng: random.Random, batch_size: int,
-             seq_len: int, fim_rate: float, pack: bool = False,
-             middle_weight: float = 1.0) -> dict[str, torch.Tensor]:
+             seq_len: int, fim_rate: float, pack: bool = False, middle_weight: float = 1.0,
+             rename_rate: float = 0.0, names: dict | None = None) -> dict[str, torch.Tensor]:
     """Next-token rows: FIM (PSM) at fim_rate, plain left-to-right code otherwise.
 
     With pack, a row holds 1, 2 or 4 examples, each ending in the end token. With
     middle_weight != 1 the batch carries per-token loss weights that give the middle and its
-    end token that weight and everything else 1.
+    end token that weight and everything else 1. With rename_rate, that share of examples has
+    the names it defines renamed to others of `names` (`augment.rename_identifiers`).
     """
     plan = []  # per row: list of (is_fim, token budget)
     pieces = []
@@ -113,6 +115,8 @@ def ar_batch(tokenizer, ids: SpecialIds, docs: DocSampler, rng: random.Random, b
         row = []
         for _ in range(k):
             text = window(docs(rng), rng, int(budget * CHARS_PER_TOKEN))
+            if rename_rate and names and rng.random() < rename_rate:
+                text = rename_identifiers(text, names, rng)
             fim = rng.random() < fim_rate
             if fim:
                 s, e = sample_span(text, rng)
@@ -239,17 +243,20 @@ class BatchStream(IterableDataset):
     def __init__(self, kind: str, texts: list[str], tokenizer, batch_size: int, seq_len: int,
                  seed: int, fim_rate: float = 0.9, packages: list[str] | None = None,
                  package_alpha: float = 1.0, pack: bool = False, middle_weight: float = 1.0,
-                 surplus: str = "uniform"):
+                 surplus: str = "uniform", rename_rate: float = 0.0):
         self.kind, self.texts, self.tokenizer = kind, texts, tokenizer
         self.batch_size, self.seq_len, self.seed, self.fim_rate = batch_size, seq_len, seed, fim_rate
         self.packages, self.package_alpha = packages, package_alpha
         self.pack, self.middle_weight, self.surplus = pack, middle_weight, surplus
+        self.rename_rate, self.names = rename_rate, None
 
     def __iter__(self):
         info = get_worker_info()
         rng = random.Random(self.seed * 1009 + (info.id if info else 0))
         docs = DocSampler(self.texts, self.packages, self.package_alpha)
         ids = SpecialIds.of(self.tokenizer)
+        if self.rename_rate:  # per worker: the names to rename to
+            self.names = name_pool(self.texts, random.Random(self.seed))
         while True:
             yield self.batch(docs, ids, rng)
 
@@ -258,7 +265,7 @@ class BatchStream(IterableDataset):
             return diffusion_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len,
                                    surplus=self.surplus)
         return ar_batch(self.tokenizer, ids, docs, rng, self.batch_size, self.seq_len,
-                        self.fim_rate, self.pack, self.middle_weight)
+                        self.fim_rate, self.pack, self.middle_weight, self.rename_rate, self.names)
 
 
 def fixed_batches(kind: str, texts: list[str], tokenizer, batch_size: int, seq_len: int,

@@ -40,6 +40,7 @@ class TrainConfig:
     pack: bool = False  # several short examples per row (data.PACKING)
     middle_weight: float = 1.0  # loss weight of the middle tokens of FIM rows
     surplus: str = "uniform"  # diffusion: pads after a gap's middle (data.surplus_pads)
+    rename_rate: float = 0.0  # AR: share of examples with their own names renamed (augment.py)
     workers: int = 4
     seed: int = 0
     eval_every_s: float = 60.0
@@ -177,7 +178,8 @@ def train(cfg: TrainConfig) -> dict:
                          seed=cfg.seed + 7919 * state["step"] + 104729 * rank,
                          fim_rate=cfg.fim_rate, packages=train_packages,
                          package_alpha=cfg.package_alpha, pack=cfg.pack,
-                         middle_weight=cfg.middle_weight, surplus=cfg.surplus)
+                         middle_weight=cfg.middle_weight, surplus=cfg.surplus,
+                         rename_rate=cfg.rename_rate)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=True,
                         prefetch_factor=8 if cfg.workers else None,
                         persistent_workers=bool(cfg.workers))
