@@ -72,7 +72,9 @@ def make_request(args, prefix: str, suffix: str, path: str | None, engine: str |
     try:
         return InfillRequest(prefix=prefix, suffix=suffix, path=path,
                              engine=engine or args.engine, max_tokens=args.max_tokens,
-                             temperature=args.temperature, seed=args.seed, multiline=multiline)
+                             temperature=args.temperature, top_p=getattr(args, "top_p", 1.0),
+                             seed=args.seed, candidates=getattr(args, "candidates", 1),
+                             multiline=multiline)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -82,10 +84,16 @@ def cmd_complete(args) -> int:
 
     prefix, suffix = split_at(read_source(args.file), args.line, args.col)
     request = make_request(args, prefix, suffix, str(args.file))
-    completion = Engines(model_config(args)).complete(request)[0]
-    if args.json:
-        print(json.dumps(completion.to_json()))
-    else:
+    completions = Engines(model_config(args)).complete(request)
+    if args.json:  # the first completion's fields, and every candidate's when asked for several
+        out = completions[0].to_json()
+        if args.candidates > 1:
+            out["candidates"] = [c.to_json() for c in completions]
+        print(json.dumps(out))
+        return 0
+    for i, completion in enumerate(completions):
+        if len(completions) > 1:
+            print(f"--- candidate {i + 1} ---", file=sys.stderr)
         print(completion.text)
         print(f"[{completion.engine} {completion.model}: {completion.tokens} tokens, "
               f"{completion.forwards} forwards, {completion.ms:.0f} ms]", file=sys.stderr)
@@ -177,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--col", type=int, required=True, help="1-based column (characters)")
     complete.add_argument("--json", action="store_true", help="print one JSON object")
     add_request_options(complete)
+    complete.add_argument("--top-p", type=float, default=1.0)
+    complete.add_argument("--candidates", type=int, default=1,
+                          help="up to this many different completions (with --temperature > 0)")
     add_model_options(complete)
     complete.set_defaults(run=cmd_complete)
 

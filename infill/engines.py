@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from infill import autoregressive, syntax
 from infill.diffusion import engine as diffusion_engine
@@ -93,20 +93,35 @@ class Engines:
             return self._diffusion
 
     def complete(self, request: InfillRequest) -> list[Completion]:
+        """The request's completions, syntax-guarded: one, or up to `request.candidates`
+        different ones when sampling (greedy decoding has one answer), valid ones first."""
         engine = choose_engine(request)
         multiline = is_multiline(request)
+        count = request.candidates if request.temperature > 0 else 1
         with self._run_locks[engine]:
             start = time.perf_counter()
             if engine == "diffusion":
                 model_name = self.diffusion.name
-                text, tokens, forwards = diffusion_engine.generate(self.diffusion, request, multiline)
+                texts, tokens, forwards = diffusion_engine.generate_candidates(
+                    self.diffusion, request, multiline, rows=count)
+                forwards = [forwards] * count  # one batch
             else:
-                ar, drafter = self.ar, self.drafter
-                model_name = ar.name
-                text, result = autoregressive.generate(ar, request, multiline, drafter)
-                tokens, forwards = len(result.tokens), result.forwards
-            checked = syntax.guard(request.prefix, request.suffix, text, request.language,
-                                   request.path, multiline=multiline)
+                model_name = self.ar.name
+                texts, tokens, forwards = [], [], []
+                for i in range(count):  # each candidate its own seed
+                    text, result = autoregressive.generate(
+                        self.ar, replace(request, seed=(request.seed or 0) + i), multiline,
+                        self.drafter)
+                    texts.append(text)
+                    tokens.append(len(result.tokens))
+                    forwards.append(result.forwards)
+            checked = [syntax.guard(request.prefix, request.suffix, text, request.language,
+                                    request.path, multiline=multiline) for text in texts]
             ms = (time.perf_counter() - start) * 1000
-        return [Completion(checked.text, engine, model_name, tokens, forwards, ms,
-                           valid=checked.valid, truncated=checked.truncated)]
+        completions, seen = [], set()
+        for c, n, f in sorted(zip(checked, tokens, forwards), key=lambda x: not x[0].valid):
+            if c.text not in seen:
+                seen.add(c.text)
+                completions.append(Completion(c.text, engine, model_name, n, f, ms,
+                                              valid=c.valid, truncated=c.truncated))
+        return completions

@@ -31,6 +31,7 @@ class CancelToken:
 
 
 ENGINES = ("auto", "speculative", "diffusion")
+MAX_CANDIDATES = 16
 
 
 @dataclass
@@ -45,7 +46,7 @@ class InfillRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
-    candidates: int = 1
+    candidates: int = 1  # different completions wanted when sampling (temperature > 0)
     cancel: CancelToken = field(default_factory=CancelToken)
 
     def __post_init__(self):
@@ -55,6 +56,8 @@ class InfillRequest:
             raise ValueError("max_tokens must be at least 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be 1 to {MAX_CANDIDATES}")
 
 
 @dataclass

@@ -9,19 +9,24 @@ from __future__ import annotations
 import torch
 
 
+def nucleus(scaled_logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The logits (already divided by the temperature) with every token outside the top-p
+    nucleus at -inf: the smallest set of the most likely tokens whose probability reaches
+    top_p (never empty)."""
+    if top_p >= 1.0:
+        return scaled_logits
+    sorted_probs, order = torch.softmax(scaled_logits, dim=-1).sort(dim=-1, descending=True)
+    outside = sorted_probs.cumsum(-1) - sorted_probs >= top_p
+    return scaled_logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside),
+                                     float("-inf"))
+
+
 def probabilities(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
     """softmax(logits / T) restricted to the top-p nucleus, renormalized; one-hot at T = 0."""
     logits = logits.float()
     if temperature <= 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        probs = probs / probs.sum(-1, keepdim=True)
-    return probs
+    return torch.softmax(nucleus(logits / temperature, top_p), dim=-1)
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:

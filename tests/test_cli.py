@@ -32,6 +32,18 @@ def test_complete_json_from_each_engine(capsys, engine):
     assert not any(token in result["completion"] for token in SPECIAL)
 
 
+@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
+def test_complete_json_lists_the_candidates(capsys, engine):
+    code, out, _ = run(capsys, "complete", str(EXAMPLE), "--line", "12", "--col", "16",
+                       "--engine", engine, "--json", "--device", "cpu", "--temperature", "1.5",
+                       "--top-p", "0.95", "--candidates", "3")
+    assert code == 0
+    result = json.loads(out)
+    texts = [c["completion"] for c in result["candidates"]]
+    assert 1 <= len(texts) <= 3 and len(set(texts)) == len(texts)
+    assert result["completion"] == texts[0]
+
+
 def test_demo_prints_both_engines(capsys):
     code, out, _ = run(capsys, "demo", "--device", "cpu")
     assert code == 0
@@ -43,6 +55,8 @@ def test_demo_prints_both_engines(capsys):
     (["complete", str(EXAMPLE), "--line", "999", "--col", "1"], "outside the file"),
     (["complete", str(EXAMPLE), "--line", "1", "--col", "999"], "outside line 1"),
     (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--max-tokens", "0"], "max_tokens"),
+    (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--candidates", "0"], "candidates"),
+    (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--top-p", "0"], "top_p"),
     (["complete", str(EXAMPLE), "--line", "1", "--col", "1", "--engine", "speculative",
       "--target", "/no/model"],
      "does not exist"),

@@ -44,6 +44,22 @@ def test_sampling_is_reproducible_with_a_seed(engines, engine):
 
 
 @pytest.mark.parametrize("engine", ["speculative", "diffusion"])
+def test_candidates_are_different_samples_valid_first(engines, engine):
+    def request(**kw):
+        return infill.InfillRequest(prefix=PREFIX, suffix=SUFFIX, engine=engine, max_tokens=12,
+                                    language="python", seed=1, **kw)
+
+    sampled = engines.complete(request(temperature=1.0, candidates=4))
+    texts = [c.text for c in sampled]
+    assert 2 <= len(texts) <= 4 and len(set(texts)) == len(texts)  # deduplicated
+    assert [c.valid for c in sampled] == sorted((c.valid for c in sampled), reverse=True)
+    assert texts == [c.text for c in engines.complete(request(temperature=1.0, candidates=4))]
+    if engine == "speculative":  # the first seed's candidate is the single request's sample
+        assert engines.complete(request(temperature=1.0))[0].text in texts
+    assert len(engines.complete(request(candidates=4))) == 1  # greedy: one answer
+
+
+@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
 def test_a_cancelled_request_raises(engines, engine):
     token = CancelToken()
     token.cancel()

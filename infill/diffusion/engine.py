@@ -92,39 +92,57 @@ def collapse_id(dm: DiffusionModel) -> int | None:
 def generate(dm: DiffusionModel, request: InfillRequest, multiline: bool,
              settings: DiffusionSettings = DiffusionSettings(),
              gap: int | None = None) -> tuple[str, int, int]:
-    """(completion text, tokens kept in the gap, forwards). `gap` fixes the number of masks
-    (the benchmark's oracle length); by default it comes from the settings.
+    """(completion text, tokens kept in the gap, forwards) of one candidate."""
+    texts, kept, forwards = generate_candidates(dm, request, multiline, settings, gap, rows=1)
+    return texts[0], kept[0], forwards
 
-    Syntax-guided remasking: when the filled gap introduces a tree-sitter error, the tokens it
-    touches are masked again and denoised once more (at most `remask_rounds` times), the rest
-    of the gap kept as context."""
+
+def generate_candidates(dm: DiffusionModel, request: InfillRequest, multiline: bool,
+                        settings: DiffusionSettings = DiffusionSettings(),
+                        gap: int | None = None, rows: int = 1) -> tuple[list[str], list[int], int]:
+    """(a completion text per row, tokens kept per row, forwards): `rows` candidates denoised
+    together as one batch, each drawing its own sampling noise (identical when greedy). `gap`
+    fixes the number of masks (the benchmark's oracle length); by default it comes from the
+    settings.
+
+    Syntax-guided remasking: when a row's filled gap introduces a tree-sitter error, the tokens
+    it touches are masked again and that row denoised once more (at most `remask_rounds`
+    times), the rest of its gap kept as context."""
     gap = gap or gap_size(request, multiline, settings)
     canvas_ids, start = build_canvas(dm, request.prefix, request.suffix, gap)
-    canvas = torch.tensor([canvas_ids], device=dm.device)
+    canvas = torch.tensor([canvas_ids] * rows, device=dm.device)
     forwards, rounds = 0, 0
     while True:
         filled, n = denoise(
             forward_of(dm), canvas, start, start + gap, mask_id=dm.mask_id,
             banned_ids=dm.banned_ids,
             collapse_id=collapse_id(dm) if settings.collapse else None,
-            shift_logits=dm.shift_logits, temperature=request.temperature, seed=request.seed,
-            is_cancelled=lambda: request.cancel.cancelled, **schedule_options(settings))
+            shift_logits=dm.shift_logits, temperature=request.temperature, top_p=request.top_p,
+            seed=request.seed, is_cancelled=lambda: request.cancel.cancelled,
+            **schedule_options(settings))
         forwards += n
-        canvas[0, start:start + gap] = filled[0]
-        gap_tokens = filled[0].tolist()
-        kept_at = [i for i, t in enumerate(gap_tokens) if t not in dm.collapse_ids]
-        kept = [gap_tokens[i] for i in kept_at]
-        text = dm.tokenizer.decode(kept, skip_special_tokens=True)
+        canvas[:, start:start + gap] = filled
+        results = [_kept(dm, row) for row in filled.tolist()]
         if rounds >= settings.remask_rounds:
             break
-        broken = tokens_at_new_errors(dm, request, text, kept)
-        if not broken:
+        remasked = False
+        for r, (text, kept_at, kept) in enumerate(results):
+            for k in tokens_at_new_errors(dm, request, text, kept):
+                canvas[r, start + kept_at[k]] = dm.mask_id
+                remasked = True
+        if not remasked:
             break
-        for k in broken:
-            canvas[0, start + kept_at[k]] = dm.mask_id
         rounds += 1
-    text, _ = cut_completion(text, request.suffix, multiline, MAX_LINES)
-    return text, len(kept), forwards
+    texts = [cut_completion(text, request.suffix, multiline, MAX_LINES)[0]
+             for text, _, _ in results]
+    return texts, [len(kept) for _, _, kept in results], forwards
+
+
+def _kept(dm: DiffusionModel, gap_tokens: list[int]) -> tuple[str, list[int], list[int]]:
+    """(text, gap positions kept, tokens kept): the gap without its collapse tokens."""
+    kept_at = [i for i, t in enumerate(gap_tokens) if t not in dm.collapse_ids]
+    kept = [gap_tokens[i] for i in kept_at]
+    return dm.tokenizer.decode(kept, skip_special_tokens=True), kept_at, kept
 
 
 def tokens_at_new_errors(dm: DiffusionModel, request: InfillRequest, text: str,

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 
 from speculative.cancel import Cancelled
+from speculative.sampling import nucleus
 
 # where the pad's probability ends the content: 0.7 gave the best edit similarity of 0.5, 0.7
 # and 0.85 on held-out lines (BENCHMARKS.md, diffusion engine)
@@ -42,14 +43,15 @@ def tokens_per_step(masked: int, steps: int) -> list[int]:
 
 
 def gumbel_argmax(logits: torch.Tensor, temperature: float,
-                  generator: torch.Generator | None) -> torch.Tensor:
-    """A sample of softmax(logits / temperature) (argmax at temperature 0), in float64 as in
-    LLaDA, since low-precision Gumbel noise biases the sample."""
+                  generator: torch.Generator | None, top_p: float = 1.0) -> torch.Tensor:
+    """A sample of softmax(logits / temperature) within the top-p nucleus (argmax at
+    temperature 0), in float64 as in LLaDA, since low-precision Gumbel noise biases the
+    sample. Each row and position draws its own noise."""
     if temperature <= 0:
         return logits.argmax(-1)
     noise = torch.rand(logits.shape, generator=generator, dtype=torch.float64).to(logits.device)
     gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
-    return (logits.double() / temperature + gumbel).argmax(-1)
+    return (nucleus(logits.double() / temperature, top_p) + gumbel).argmax(-1)
 
 
 def end_content(region: torch.Tensor, mask_id: int, collapse_id: int,
@@ -68,8 +70,8 @@ def end_content(region: torch.Tensor, mask_id: int, collapse_id: int,
 def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_id: int,
             steps: int | None = None, threshold: float | None = None, per_forward: int = 1,
             banned_ids: set[int] = frozenset(), collapse_id: int | None = None,
-            shift_logits: bool = False, temperature: float = 0.0, seed: int | None = None,
-            is_cancelled: Callable[[], bool] | None = None,
+            shift_logits: bool = False, temperature: float = 0.0, top_p: float = 1.0,
+            seed: int | None = None, is_cancelled: Callable[[], bool] | None = None,
             pad_threshold: float = PAD_THRESHOLD, block: int | None = None) -> tuple[torch.Tensor, int]:
     """Fills the masked positions of canvas[:, gap_start:gap_end]; returns (gap tokens [B, gap],
     forwards). `steps` for a fixed schedule, else `per_forward` (and `threshold`) per step.
@@ -106,7 +108,7 @@ def denoise(model, canvas: torch.Tensor, gap_start: int, gap_end: int, *, mask_i
             start = first - first % block
             where = torch.arange(region.shape[1], device=region.device)
             still_masked &= (where >= start) & (where < start + block)
-        predicted = gumbel_argmax(gap_logits, temperature, generator)
+        predicted = gumbel_argmax(gap_logits, temperature, generator, top_p)
         confidence = torch.softmax(gap_logits, -1).gather(-1, predicted[..., None])[..., 0]
         confidence = torch.where(still_masked, confidence, float("-inf"))
         if schedule is not None:

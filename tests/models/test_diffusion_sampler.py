@@ -188,6 +188,18 @@ def test_per_forward_commits_the_k_most_confident_whatever_their_confidence(per_
     assert filled[0].tolist() == [20 + i for i in range(START, END)]
 
 
+def test_a_tiny_top_p_keeps_only_the_most_likely_token_at_any_temperature():
+    model = FixedModel()
+    greedy, _ = denoise(model, canvas(), START, END, mask_id=MASK)
+    for seed in range(3):
+        hot, _ = denoise(model, canvas(), START, END, mask_id=MASK, temperature=5.0,
+                         top_p=1e-6, seed=seed)
+        assert hot.tolist() == greedy.tolist()
+    wide = {tuple(denoise(model, canvas(), START, END, mask_id=MASK, temperature=5.0,
+                          seed=seed)[0][0].tolist()) for seed in range(3)}
+    assert len(wide) > 1  # without the nucleus, the samples differ
+
+
 def test_batch_rows_are_filled_independently():
     batch = torch.cat([canvas(), canvas()])
     filled, _ = denoise(PositionModel(), batch, START, END, mask_id=MASK, steps=2)

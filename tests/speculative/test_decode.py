@@ -164,3 +164,16 @@ def test_adaptive_length_follows_acceptance():
     assert k.k == 6
     k.update(6, 1)
     assert k.k == 2
+
+
+def test_the_nucleus_is_the_smallest_set_of_likeliest_tokens_reaching_top_p():
+    from speculative.sampling import nucleus, probabilities
+
+    logits = torch.log(torch.tensor([0.05, 0.5, 0.15, 0.3]))
+    kept = lambda top_p: (nucleus(logits, top_p) > float("-inf")).tolist()
+    assert kept(0.5) == [False, True, False, False]
+    assert kept(0.8) == [False, True, False, True]  # 0.5 + 0.3 reaches 0.8
+    assert kept(0.81) == [False, True, True, True]
+    assert kept(1.0) == [True] * 4
+    torch.testing.assert_close(probabilities(logits, 1.0, 0.8),
+                               torch.tensor([0.0, 0.5 / 0.8, 0.0, 0.3 / 0.8]))
