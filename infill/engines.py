@@ -98,23 +98,10 @@ class Engines:
         engine = choose_engine(request)
         multiline = is_multiline(request)
         count = request.candidates if request.temperature > 0 else 1
+        generate = self._diffusion_candidates if engine == "diffusion" else self._ar_candidates
         with self._run_locks[engine]:
             start = time.perf_counter()
-            if engine == "diffusion":
-                model_name = self.diffusion.name
-                texts, tokens, forwards = diffusion_engine.generate_candidates(
-                    self.diffusion, request, multiline, rows=count)
-                forwards = [forwards] * count  # one batch
-            else:
-                model_name = self.ar.name
-                texts, tokens, forwards = [], [], []
-                for i in range(count):  # each candidate its own seed
-                    text, result = autoregressive.generate(
-                        self.ar, replace(request, seed=(request.seed or 0) + i), multiline,
-                        self.drafter)
-                    texts.append(text)
-                    tokens.append(len(result.tokens))
-                    forwards.append(result.forwards)
+            model_name, texts, tokens, forwards = generate(request, multiline, count)
             checked = [syntax.guard(request.prefix, request.suffix, text, request.language,
                                     request.path, multiline=multiline) for text in texts]
             ms = (time.perf_counter() - start) * 1000
@@ -125,3 +112,20 @@ class Engines:
                 completions.append(Completion(c.text, engine, model_name, n, f, ms,
                                               valid=c.valid, truncated=c.truncated))
         return completions
+
+    def _diffusion_candidates(self, request, multiline, count):
+        """(model name, texts, tokens, forwards): the candidates denoised as one batch."""
+        texts, tokens, forwards = diffusion_engine.generate_candidates(
+            self.diffusion, request, multiline, rows=count)
+        return self.diffusion.name, texts, tokens, [forwards] * count
+
+    def _ar_candidates(self, request, multiline, count):
+        """(model name, texts, tokens, forwards): one decode per candidate, seeds S, S+1, ..."""
+        texts, tokens, forwards = [], [], []
+        for i in range(count):
+            text, result = autoregressive.generate(
+                self.ar, replace(request, seed=(request.seed or 0) + i), multiline, self.drafter)
+            texts.append(text)
+            tokens.append(len(result.tokens))
+            forwards.append(result.forwards)
+        return self.ar.name, texts, tokens, forwards
