@@ -197,8 +197,7 @@ class BatchedEngines:
         ms = (time.perf_counter() - start_time) * 1000 / len(batch)
         out = []
         for i, job in enumerate(batch):
-            kept = [t for t in filled[i].tolist() if t not in dm.collapse_ids]
-            text = dm.tokenizer.decode(kept, skip_special_tokens=True)
+            text, _, kept = diffusion_engine.kept_text(dm, filled[i].tolist())
             text, _ = cut_completion(text, job.request.suffix, job.multiline,
                                      autoregressive.MAX_LINES)
             out.append(self._finish(job, text, dm.name, len(kept), int(model.forwards[i]), ms))

@@ -122,7 +122,7 @@ def generate_candidates(dm: DiffusionModel, request: InfillRequest, multiline: b
             **schedule_options(settings))
         forwards += n
         canvas[:, start:start + gap] = filled
-        results = [_kept(dm, row) for row in filled.tolist()]
+        results = [kept_text(dm, row) for row in filled.tolist()]
         if rounds >= settings.remask_rounds:
             break
         remasked = False
@@ -138,7 +138,7 @@ def generate_candidates(dm: DiffusionModel, request: InfillRequest, multiline: b
     return texts, [len(kept) for _, _, kept in results], forwards
 
 
-def _kept(dm: DiffusionModel, gap_tokens: list[int]) -> tuple[str, list[int], list[int]]:
+def kept_text(dm: DiffusionModel, gap_tokens: list[int]) -> tuple[str, list[int], list[int]]:
     """(text, gap positions kept, tokens kept): the gap without its collapse tokens."""
     kept_at = [i for i, t in enumerate(gap_tokens) if t not in dm.collapse_ids]
     kept = [gap_tokens[i] for i in kept_at]

@@ -149,19 +149,30 @@ def test_greedy_ignores_the_seed():
     assert run(1) == run(2) == run(None)
 
 
-def test_most_confident_position_is_committed_first():
-    class Confidence(torch.nn.Module):
-        def forward(self, input_ids):
-            logits = torch.zeros(*input_ids.shape, VOCAB)
-            for i, strength in zip(range(START, END), (1.0, 9.0, 3.0, 5.0)):
-                logits[:, i, 20 + i] = strength
-            self.seen = getattr(self, "seen", []) + [input_ids[0, START:END].tolist()]
-            return SimpleNamespace(logits=logits)
+class ConfidenceModel(torch.nn.Module):
+    """The same logits at every call: gap position i favours token 20 + START + i with the
+    given strength; records the gap it sees at each call."""
 
-    model = Confidence()
+    def __init__(self, strengths):
+        super().__init__()
+        self.strengths, self.seen = strengths, []
+
+    def forward(self, input_ids):
+        logits = torch.zeros(*input_ids.shape, VOCAB)
+        for i, strength in zip(range(START, END), self.strengths):
+            logits[:, i, 20 + i] = strength
+        self.seen.append(input_ids[0, START:END].tolist())
+        return SimpleNamespace(logits=logits)
+
+    def committed(self) -> list[list[int]]:
+        """The gap positions already committed at each call."""
+        return [[i for i, t in enumerate(s) if t != MASK] for s in self.seen]
+
+
+def test_most_confident_position_is_committed_first():
+    model = ConfidenceModel((1.0, 9.0, 3.0, 5.0))
     denoise(model, canvas(), START, END, mask_id=MASK, steps=GAP)
-    order = [[i for i, t in enumerate(s) if t != MASK] for s in model.seen]
-    assert order == [[], [1], [1, 3], [1, 2, 3]]
+    assert model.committed() == [[], [1], [1, 3], [1, 2, 3]]
 
 
 @pytest.mark.parametrize("per_forward, order", [
@@ -172,18 +183,10 @@ def test_most_confident_position_is_committed_first():
 def test_per_forward_commits_the_k_most_confident_whatever_their_confidence(per_forward, order):
     """No prediction here reaches a threshold of 0.99; k per forward still commits k of them,
     the most confident first, so the gap of 4 takes ceil(4 / k) forwards."""
-    class Confidence(torch.nn.Module):
-        def forward(self, input_ids):
-            logits = torch.zeros(*input_ids.shape, VOCAB)
-            for i, strength in zip(range(START, END), (1.0, 4.0, 2.0, 3.0)):
-                logits[:, i, 20 + i] = strength
-            self.seen = getattr(self, "seen", []) + [input_ids[0, START:END].tolist()]
-            return SimpleNamespace(logits=logits)
-
-    model = Confidence()
+    model = ConfidenceModel((1.0, 4.0, 2.0, 3.0))
     filled, forwards = denoise(model, canvas(), START, END, mask_id=MASK, threshold=0.99,
                                per_forward=per_forward)
-    assert [[i for i, t in enumerate(s) if t != MASK] for s in model.seen] == order
+    assert model.committed() == order
     assert forwards == -(-GAP // per_forward)
     assert filled[0].tolist() == [20 + i for i in range(START, END)]
 
