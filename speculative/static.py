@@ -275,6 +275,7 @@ class StaticModel:
                                  if self.compile_steps else None)
         self.fingerprint = self._fingerprint()
         self.capacity, self.steps, self.owner = 0, {}, None
+        self.attend_lengths: dict[int, list[int]] = {}  # per bucket, set with the steps
         self.batch = None  # the batch cache (`rows`), made on first use
 
     def _layer(self, layer) -> _Layer:
@@ -481,11 +482,13 @@ class StaticModel:
     def _step_key(self, bucket: int, at: int) -> tuple[int, int]:
         """The step for `bucket` tokens at positions at..: the smallest attended length that
         holds them."""
-        return bucket, next(a for a in self._attend_sizes(bucket) if a >= at + bucket)
+        return bucket, next(a for a in self.attend_lengths[bucket] if a >= at + bucket)
 
     def _prepare_steps(self) -> None:
+        # per bucket, once per capture rather than at every step (`_step_key`)
+        self.attend_lengths = {b: self._attend_sizes(b) for b in self.buckets}
         steps = {(b, a): _Step(self, b, logits=b <= LOGIT_BUCKETS[-1], attend=a)
-                 for b in self.buckets for a in self._attend_sizes(b)}
+                 for b in self.buckets for a in self.attend_lengths[b]}
         if self.graphs:
             cuda = self.graphs is True
             try:
