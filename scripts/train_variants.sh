@@ -10,7 +10,8 @@
 #      STOP_AFTER (minutes of this run, default all), START_FROM (default
 #      infill/models/default; none: random init), SHAPE (default: the role's shipped shape),
 #      TASKS (held-out tasks, default 300; 0: skip the held-out runs, e.g. in a run that stops
-#      early to resume in the next device call), WORKERS (data workers per variant, default 4)
+#      early to resume in the next device call), WORKERS (data workers per variant, default 4),
+#      EXTRA_ROOT (a folder of more packages for the corpus, from scripts/extra_corpus.sh)
 # Prints per variant the last log line and the held-out exact match; W/best names the variant
 # with the lowest held-out loss on the gaps (target) or the highest exact match (diffusion,
 # whose held-out rows keep the shipped recipe's gap padding, which a variant may change).
@@ -27,7 +28,8 @@ esac
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$GPUS" -ge 1 ] || GPUS=1
 mkdir -p "$W"
 if [ ! -f "$W/data/tokenizer/tokenizer.json" ]; then
-  $PY -m infill.cli train prep --out "$W/data" --tokenizer "$TOKENIZER" || exit 1
+  $PY -m infill.cli train prep --out "$W/data" --tokenizer "$TOKENIZER" \
+    ${EXTRA_ROOT:+--extra-root "$EXTRA_ROOT"} || exit 1
 fi
 
 names=(); i=0

@@ -14,6 +14,9 @@ def add_parser(subparsers) -> None:
     prep = sub.add_parser("prep", help="collect the corpus, split it, train the tokenizer")
     prep.add_argument("--out", type=Path, required=True)
     prep.add_argument("--roots", type=Path, nargs="*", help="default: this Python's stdlib and site-packages")
+    prep.add_argument("--extra-root", type=Path, action="append", dest="extra_roots",
+                      help="another folder of packages (e.g. from scripts/extra_corpus.sh); only "
+                           "the packages the roots lack are taken. Repeatable")
     prep.add_argument("--vocab", type=int, default=8192)
     prep.add_argument("--tokenizer-chars", type=int, default=60_000_000)
     prep.add_argument("--tokenizer", type=Path, help="reuse this tokenizer instead of training one")
@@ -70,6 +73,8 @@ def add_parser(subparsers) -> None:
     held.add_argument("--data", type=Path,
                       help="folder with heldout.jsonl (default: the held-out packages installed here)")
     held.add_argument("--tasks", type=int, default=500)
+    held.add_argument("--packages", nargs="+", metavar="PACKAGE",
+                      help="draw tasks from these held-out packages only (default: all of them)")
     held.add_argument("--engine", choices=("speculative", "diffusion", "both"), default="both")
     held.add_argument("--models", type=Path, help="model folder (default: the shipped models)")
     held.add_argument("--device")
@@ -80,7 +85,8 @@ def add_parser(subparsers) -> None:
 def _prep(args) -> int:
     from infill.train.prepare import prepare
 
-    print(json.dumps(prepare(args.out, args.roots, args.vocab, args.tokenizer_chars, args.tokenizer), indent=2))
+    print(json.dumps(prepare(args.out, args.roots, args.vocab, args.tokenizer_chars,
+                                     args.tokenizer, args.extra_roots), indent=2))
     return 0
 
 

@@ -26,10 +26,11 @@ def tokenizer_sample(texts: list[str], max_chars: int, seed: int = 0) -> list[st
 
 
 def prepare(out_dir: Path, roots: list[Path] | None, vocab_size: int,
-            tokenizer_chars: int, tokenizer_dir: Path | None = None) -> dict:
+            tokenizer_chars: int, tokenizer_dir: Path | None = None,
+            extra_roots: list[Path] | None = None) -> dict:
     """Writes the corpus split and the tokenizer (trained here, or copied from tokenizer_dir
     to resume with the very tokenizer an earlier run trained)."""
-    stats = corpus.prepare(out_dir, roots)
+    stats = corpus.prepare(out_dir, roots, extra_roots)
     train_texts = [f.text for f in corpus.read_jsonl(out_dir / "train.jsonl")]
     if tokenizer_dir is not None:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
