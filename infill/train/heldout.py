@@ -19,6 +19,7 @@ from infill.train import corpus
 
 @dataclass(frozen=True)
 class LineTask:
+    package: str
     path: str
     line_no: int  # 1-based
     prefix: str
@@ -38,14 +39,19 @@ def line_tasks(files: list[corpus.SourceFile], count: int, seed: int = 0) -> lis
         lines = f.text.split("\n")
         prefix = "\n".join(lines[:i]) + "\n"
         suffix = "\n" + "\n".join(lines[i + 1:])
-        tasks.append(LineTask(f.path, i + 1, prefix, suffix, lines[i]))
+        tasks.append(LineTask(f.package, f.path, i + 1, prefix, suffix, lines[i]))
     return tasks
 
 
-def heldout_files(data_dir: Path | None) -> list[corpus.SourceFile]:
+def heldout_files(data_dir: Path | None, packages: list[str] | None = None
+                  ) -> list[corpus.SourceFile]:
+    """The held-out files (of these held-out packages only, if given)."""
     if data_dir is not None:
-        return corpus.read_jsonl(data_dir / "heldout.jsonl")
-    return corpus.collect(packages=corpus.HELD_OUT_PACKAGES)
+        files = corpus.read_jsonl(data_dir / "heldout.jsonl")
+    else:
+        files = corpus.collect(packages=corpus.HELD_OUT_PACKAGES)
+    wanted = {p.lower() for p in packages or corpus.HELD_OUT_PACKAGES}
+    return [f for f in files if f.package.lower() in wanted]
 
 
 def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
@@ -56,11 +62,16 @@ def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
     import sys
 
     exact, similarity, ms, forwards, tokens = 0, [], [], [], []
+    by_package: dict[str, list[int]] = {}  # package: [tasks, exact matches]
     for done, task in enumerate(tasks, 1):
         request = InfillRequest(prefix=task.prefix, suffix=task.suffix, path=task.path,
                                 engine=engine, max_tokens=48)
         c = engines.complete(request)[0]
-        exact += c.text.rstrip() == task.expected.rstrip()
+        matched = c.text.rstrip() == task.expected.rstrip()
+        exact += matched
+        counts = by_package.setdefault(task.package, [0, 0])
+        counts[0] += 1
+        counts[1] += matched
         similarity.append(Levenshtein.normalized_similarity(c.text.rstrip(), task.expected.rstrip()))
         ms.append(c.ms)
         forwards.append(c.forwards)
@@ -72,7 +83,9 @@ def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
             "edit_similarity": statistics.fmean(similarity) if similarity else 0.0,
             "median_ms": statistics.median(ms) if ms else 0.0,
             "mean_forwards": statistics.fmean(forwards) if forwards else 0.0,
-            "mean_tokens": statistics.fmean(tokens) if tokens else 0.0}
+            "mean_tokens": statistics.fmean(tokens) if tokens else 0.0,
+            "by_package": {p: {"tasks": n, "exact_match": hits / n}
+                           for p, (n, hits) in sorted(by_package.items())}}
 
 
 def run(args) -> int:
@@ -81,7 +94,10 @@ def run(args) -> int:
 
     from infill.engines import Engines, ModelConfig
 
-    files = heldout_files(args.data)
+    files = heldout_files(args.data, args.packages)
+    if not files:
+        raise SystemExit(f"no held-out files of {', '.join(args.packages)}; the held-out "
+                         f"packages are {', '.join(corpus.HELD_OUT_PACKAGES)}")
     tasks = line_tasks(files, args.tasks)
     folder = args.models
     config = ModelConfig(device=args.device,
