@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Downloads permissively licensed, mostly pure-Python packages from PyPI (no dependencies) and
-# keeps their .py files (all wheels unpacked into one folder, like a site-packages), as a second corpus root for `infill train prep --extra-root`: the GPU
-# machine's own Python (~105M tokens) is what bounds the AR target (MODELS.md). prep takes from
-# this root only the packages the machine lacks, and never the held-out ones.
-# Usage: scripts/extra_corpus.sh OUT_DIR   (writes OUT_DIR/src/<package files>, OUT_DIR/versions.txt
-#        and OUT_DIR/extra-corpus.tar.xz, small enough to travel to the GPU machine)
+# keeps their .py files (all wheels unpacked into one folder, like a site-packages), as a second
+# corpus root for `infill train prep --extra-root`: the GPU machine's own Python (~105M tokens)
+# is what bounds the AR target (MODELS.md). prep takes from this root only the packages the
+# machine lacks, and never the held-out ones nor copies of them.
+# Usage: scripts/extra_corpus.sh OUT_DIR   (from the repository root; writes OUT_DIR/src: the .py
+#        files that pass the corpus filters, license headers stripped; OUT_DIR/versions.txt; and
+#        OUT_DIR/extra-corpus.tar.xz, ~33 MB, small enough to travel to the GPU machine beside a
+#        27 MiB checkpoint)
 set -eu
 OUT=${1:?out dir}
-mkdir -p "$OUT/wheels" "$OUT/src"
+mkdir -p "$OUT/wheels" "$OUT/raw"
 PY=${PYTHON:-python3}
-# MIT, BSD, Apache-2.0, PSF or ZPL licensed; none of them is a held-out package (corpus.py)
+# MIT, BSD, Apache-2.0, PSF or ZPL licensed; none of them is a held-out package (corpus.py).
+# Left out to fit the 64 MiB a device call carries: diffusers and keras (37M characters).
 PACKAGES="django sqlalchemy alembic twisted tornado moto sphinx docutils astropy mypy black
 pydantic fastapi starlette aiohttp celery kombu flask werkzeug scrapy biopython music21 nltk
 dask distributed bokeh sqlglot pyramid salt mlflow-skinny wandb prefect apache-airflow
 dagster streamlit gradio langchain-core langchain llama-index-core sentry-sdk boto3 openpyxl
 xlsxwriter reportlab python-docx python-pptx beautifulsoup4 html5lib markdown mistune nbformat
 nbconvert jupyter-server traitlets pexpect structlog textual prompt-toolkit pyglet simpy pint
-pymc arviz pytensor keras gymnasium stable-baselines3 lightning diffusers peft trl accelerate
+pymc arviz pytensor gymnasium stable-baselines3 lightning peft trl accelerate
 datasets evaluate sentence-transformers pymongo redis docker typer cattrs pyparsing sqlparse
 cryptography httpx httpcore anyio trio requests urllib3 pygments jedi parso
 libcst pyflakes pycodestyle isort autopep8 yapf coverage tox virtualenv nox pre-commit
@@ -27,11 +31,23 @@ for p in $PACKAGES; do
 done
 ls "$OUT/wheels" > "$OUT/versions.txt"
 for whl in "$OUT/wheels"/*.whl; do
-  $PY - "$whl" "$OUT/src" <<'PY'
+  $PY - "$whl" "$OUT/raw" <<'PY'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
     z.extractall(sys.argv[2], [n for n in z.namelist() if n.endswith(".py")])
 PY
 done
-tar -C "$OUT" -cJf "$OUT/extra-corpus.tar.xz" src versions.txt
+$PY - "$OUT/raw" "$OUT/src" <<'PY'
+import sys
+from pathlib import Path
+from infill.train import corpus
+raw, out = Path(sys.argv[1]), Path(sys.argv[2])
+train, _ = corpus.split(corpus.collect([raw]))
+for f in train:  # as prep will read them: filtered, license headers stripped, deduplicated
+    path = out / Path(f.path).relative_to(raw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f.text)
+print(f"{len(train)} files, {sum(len(f.text) for f in train) / 1e6:.0f}M characters")
+PY
+tar -C "$OUT" -cf - src versions.txt | xz -9e -T0 > "$OUT/extra-corpus.tar.xz"
 du -sh "$OUT/src" "$OUT/extra-corpus.tar.xz"
