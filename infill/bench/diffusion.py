@@ -32,6 +32,11 @@ SETTINGS = {
     "reference (1 token/forward, true length)": (DiffusionSettings(collapse=False), True),
     "true length, threshold 0.9": (DiffusionSettings(threshold=0.9, collapse=False), True),
     "true length, 4 tokens/forward": (DiffusionSettings(per_forward=4, collapse=False), True),
+    # without syntax-guided remasking, whose extra forwards cap tokens per forward
+    "true length, 6 tokens/forward, no remasking":
+        (DiffusionSettings(per_forward=6, collapse=False, remask_rounds=0), True),
+    "true length, 8 tokens/forward, no remasking":
+        (DiffusionSettings(per_forward=8, collapse=False, remask_rounds=0), True),
     "unknown length, 1 token/forward": (DiffusionSettings(per_forward=1), False),
     "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9, per_forward=1), False),
     "unknown length, 2 tokens/forward": (DiffusionSettings(per_forward=2), False),
@@ -109,6 +114,14 @@ def run_setting(dm, cases: list[Case], settings: DiffusionSettings, oracle: bool
             "tokens": statistics.fmean(tokens)}
 
 
+def chosen_settings(words: list[str] | None) -> dict:
+    """The settings whose name contains one of the words (all of them without words), always
+    with the reference first, which every other row is compared to."""
+    reference = next(iter(SETTINGS))
+    return {name: value for name, value in SETTINGS.items()
+            if name == reference or not words or any(w in name for w in words)}
+
+
 def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -117,9 +130,10 @@ def run(args) -> int:
     task_sets = {"held-out lines": heldout_cases(args.tasks)}
     if args.safim:
         task_sets.update(safim_cases(Path(args.safim), args.safim_rows))
+    chosen = chosen_settings(args.settings)
     results: dict[str, dict[str, dict]] = {}
     for set_name, cases in task_sets.items():
-        for name, (settings, oracle) in SETTINGS.items():
+        for name, (settings, oracle) in chosen.items():
             results.setdefault(set_name, {})[name] = run_setting(dm, cases, settings, oracle)
             print(f"{set_name}, {name}: done", flush=True)
             if args.json:  # after every setting: a run cut short keeps what it measured
@@ -153,5 +167,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tasks", type=int, default=200, help="held-out single-line tasks")
     p.add_argument("--safim", help="a SAFIM folder or file: its Python rows too")
     p.add_argument("--safim-rows", type=int, default=30, help="rows of each SAFIM kind")
+    p.add_argument("--settings", nargs="+", metavar="WORDS",
+                   help="only the settings whose name contains one of these (and the reference), "
+                        "e.g. --settings 'no remasking'")
     p.add_argument("--json")
     p.set_defaults(run=run)

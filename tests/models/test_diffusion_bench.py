@@ -41,3 +41,16 @@ def test_bench_diffusion_reports_every_setting_on_heldout_and_safim(tmp_path, ca
             # SAFIM rows are run (block, control) or syntax-matched (api): a pass@1 each
             assert (r["pass_at_1"] is None) == (set_name == "held-out lines")
     assert "Codeforces" in capsys.readouterr().out
+
+
+def test_bench_diffusion_runs_the_chosen_settings_beside_the_reference(tmp_path):
+    out = tmp_path / "diffusion.json"
+    assert main(["bench", "diffusion", "--device", "cpu", "--tasks", "2",
+                 "--settings", "no remasking", "--json", str(out)]) == 0
+    by_setting = json.loads(out.read_text())["results"]["held-out lines"]
+    assert list(by_setting) == [
+        "reference (1 token/forward, true length)",
+        "true length, 6 tokens/forward, no remasking",
+        "true length, 8 tokens/forward, no remasking"]
+    parallel = by_setting["true length, 8 tokens/forward, no remasking"]
+    assert parallel["forwards"] <= by_setting["reference (1 token/forward, true length)"]["forwards"]
