@@ -7,7 +7,10 @@
 # all three share it.
 # Usage: scripts/train_defaults.sh WORK_DIR [TOKENIZER_DIR]   (from the repository root)
 # Env: MINUTES (per model, default 6); START_FROM=DIR continues from the models in DIR
-# (e.g. infill/models/default) with a fresh schedule instead of random weights.
+# (e.g. infill/models/default) with a fresh schedule instead of random weights; EXTRA_ROOT, a
+# folder of more packages for the corpus (scripts/extra_corpus.sh).
+# Recipes: the measured winners of MODELS.md (target: packages ^0.5, packed rows, gap loss x3,
+# renaming; diffusion: the engine's gap padding); the draft keeps the first run's.
 set -u
 W=${1:?work dir}
 TOKENIZER=${2:-}
@@ -19,7 +22,8 @@ GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 gpu() { echo $(( $1 < GPUS ? $1 : GPUS - 1 )); }
 
 if [ ! -f "$W/data/tokenizer/tokenizer.json" ]; then
-  $PY -m infill.cli train prep --out "$W/data" ${TOKENIZER:+--tokenizer "$TOKENIZER"} || exit 1
+  $PY -m infill.cli train prep --out "$W/data" ${TOKENIZER:+--tokenizer "$TOKENIZER"} \
+    ${EXTRA_ROOT:+--extra-root "$EXTRA_ROOT"} || exit 1
 fi
 
 # train NAME GPUS ARGS...: one model on the listed GPUs (several: torchrun, one replica each);
@@ -46,9 +50,10 @@ else
   TARGET_GPUS=$(gpu 0); DIFF_GPU=$(gpu 1); DRAFT_GPU=$(gpu 2)
 fi
 train target "$TARGET_GPUS" ar --shape target --minutes "$M" --batch-size 128 --seq-len 1024 \
-  --lr 3e-3 --workers 8 --eval-every 45 &
+  --lr 3e-3 --workers 8 --eval-every 45 --pack --package-alpha 0.5 --middle-weight 3 \
+  --rename-rate 0.5 &
 train diffusion "$DIFF_GPU" diffusion --shape diffusion --minutes "$M" --batch-size 128 \
-  --seq-len 512 --lr 2e-3 --workers 6 --eval-every 45 &
+  --seq-len 512 --lr 2e-3 --workers 6 --eval-every 45 --surplus engine &
 train draft "$DRAFT_GPU" ar --shape draft --minutes "$M" --batch-size 64 --seq-len 1024 \
   --lr 3e-3 --workers 4 --eval-every 45 &
 wait
