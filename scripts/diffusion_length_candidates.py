@@ -20,7 +20,7 @@ from infill.models.loading import load_diffusion
 from infill.request import InfillRequest
 
 THRESHOLDS = (0.5, 0.7, 0.85)
-GAP = 24  # the engine's gap for a line
+GAP = E.DiffusionSettings().single_line_gap  # the engine's gap for a line
 
 
 @torch.inference_mode()
