@@ -4,7 +4,8 @@
 # corpus root for `infill train prep --extra-root`: the GPU machine's own Python (~105M tokens)
 # is what bounds the AR target (MODELS.md). prep takes from this root only the packages the
 # machine lacks, and never the held-out ones nor copies of them.
-# Usage: scripts/extra_corpus.sh OUT_DIR   (from the repository root; writes OUT_DIR/src: the .py
+# Usage: [PACKAGES="a b ..."] scripts/extra_corpus.sh OUT_DIR   (from the repository root;
+#        PACKAGES=second: the second list below; writes OUT_DIR/src: the .py
 #        files that pass the corpus filters, license headers stripped; OUT_DIR/versions.txt; and
 #        OUT_DIR/extra-corpus.tar.xz, ~33 MB, small enough to travel to the GPU machine beside a
 #        27 MiB checkpoint)
@@ -14,7 +15,7 @@ mkdir -p "$OUT/wheels" "$OUT/raw"
 PY=${PYTHON:-python3}
 # MIT, BSD, Apache-2.0, PSF or ZPL licensed; none of them is a held-out package (corpus.py).
 # Left out to fit the 64 MiB a device call carries: diffusers and keras (37M characters).
-PACKAGES="django sqlalchemy alembic twisted tornado moto sphinx docutils astropy mypy black
+FIRST="django sqlalchemy alembic twisted tornado moto sphinx docutils astropy mypy black
 pydantic fastapi starlette aiohttp celery kombu flask werkzeug scrapy biopython music21 nltk
 dask distributed bokeh sqlglot pyramid salt mlflow-skinny wandb prefect apache-airflow
 dagster streamlit gradio langchain-core langchain llama-index-core sentry-sdk boto3 openpyxl
@@ -25,6 +26,25 @@ datasets evaluate sentence-transformers pymongo redis docker typer cattrs pypars
 cryptography httpx httpcore anyio trio requests urllib3 pygments jedi parso
 libcst pyflakes pycodestyle isort autopep8 yapf coverage tox virtualenv nox pre-commit
 seaborn plotly"
+# A second list, as large again, for a later device call (each list's archive fills what a call
+# carries beside a checkpoint): the two left out above, and more of the same licences.
+SECOND="keras diffusers djangorestframework django-filter django-extensions wagtail channels
+graphene strawberry-graphql ariadne marshmallow webargs flask-sqlalchemy flask-login wtforms
+authlib oauthlib bottle falcon sanic quart litestar uvicorn gunicorn hypercorn websockets
+python-socketio eventlet statsmodels scikit-learn scikit-image xarray zarr optuna timm
+spacy thinc pymatgen qiskit cirq-core pennylane sunpy pyomo cvxpy pulp manim vispy
+ipython ipykernel ipywidgets jupyterlab notebook botocore azure-storage-blob
+google-cloud-storage google-api-core openstacksdk selenium peewee tortoise-orm sqlmodel
+asyncpg aiosqlite databases cookiecutter invoke fabric flake8 poetry-core hatchling pdm
+build twine boltons more-itertools toolz sortedcontainers pendulum arrow babel faker
+factory-boy freezegun responses vcrpy ruamel.yaml tomlkit jsonschema fastjsonschema
+cerberus voluptuous schema msgspec pyjwt passlib python-multipart email-validator dnspython
+netaddr imageio shapely geopandas h5py lightgbm xgboost onnx ray dvc kedro luigi
+great-expectations pandera hydra-core omegaconf"
+case "${PACKAGES:-first}" in
+  first) PACKAGES=$FIRST ;;
+  second) PACKAGES=$SECOND ;;
+esac
 for p in $PACKAGES; do
   $PY -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux2014_x86_64 -q -d "$OUT/wheels" "$p" 2>/dev/null || echo "skipped: $p" >&2

@@ -2,7 +2,7 @@
 eager static forward, which launches the same kernels a CUDA graph replays), their device time
 against the step's wall time with and without the host's per-step work.
 
-  python scripts/profile_steps.py [--shapes 1.5b] [--shipped] [--json FILE]
+  python scripts/profile_steps.py [--shapes 1.5b] [--shipped] [--compile] [--json FILE]
 
 Per model: ms per step of (a) graph replays back to back, no host sync (device time), (b) the
 decoding loop's step (feed + argmax read on the host each step, as `Decoder` does), and the top
@@ -64,14 +64,18 @@ def kernel_table(model, context: list[int], steps: int = 5) -> tuple[list[dict],
     return rows, sum(r["us_per_step"] for r in rows)
 
 
-def profile_model(name: str, model, vocab: int, context_len: int) -> dict:
+def profile_model(name: str, model, vocab: int, context_len: int,
+                  compile_steps: bool = False) -> dict:
     rng = random.Random(0)
     context = [rng.randrange(vocab) for _ in range(context_len)]
     device = next(model.parameters()).device
     out = {"model": name}
-    for label, attention in (("sdpa", 0), ("matmul attention", 32)) if device.type == "cuda" else ():
+    variants = [("sdpa", 0, False), ("matmul attention", 32, False)]
+    if compile_steps:
+        variants.append(("matmul attention, compiled", 32, True))
+    for label, attention, compiled in variants if device.type == "cuda" else ():
         kv = StaticKV(StaticModel(model, graphs=True, buckets=(1, 8, 64),
-                                  matmul_attention_tokens=attention))
+                                  matmul_attention_tokens=attention, compile_steps=compiled))
         out[f"graph replay ms, {label}"] = replay_ms(kv, context)
         out[f"decoding step ms, {label}"] = time_cache(kv, context, 1, 10, 10, device)
     rows, total = kernel_table(model, context)
@@ -93,6 +97,8 @@ def main() -> int:
     p.add_argument("--shipped", action="store_true", help="also the shipped AR target")
     p.add_argument("--context", type=int, default=512)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--compile", action="store_true",
+                   help="also the steps compiled by torch.compile before their capture")
     p.add_argument("--json")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -100,14 +106,15 @@ def main() -> int:
     report = []
     for shape in [s for s in args.shapes.split(",") if s]:
         model = build_shape(shape, device, dtype)
-        report.append(profile_model(shape, model, model.config.vocab_size, args.context))
+        report.append(profile_model(shape, model, model.config.vocab_size, args.context,
+                                    args.compile))
         del model
     if args.shipped:
         from infill.models.loading import DEFAULT_MODELS, load_ar
 
         ar = load_ar(DEFAULT_MODELS["target"], str(device), str(dtype).split(".")[1])
         report.append(profile_model("shipped target", ar.model, ar.model.config.vocab_size,
-                                    args.context))
+                                    args.context, args.compile))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -176,12 +176,14 @@ def _version(tensor: torch.Tensor) -> int:
 
 
 def _attention_backends():
-    """On CUDA, SDPA's memory-efficient kernel (math as the fallback): it takes an arbitrary
-    mask, is captured by CUDA graphs, and does not depend on the cuDNN version (cuDNN's
-    attention, first on Hopper in recent PyTorch, has had mask and graph-capture bugs)."""
+    """On CUDA, FlashAttention for the causal chunks (it takes no mask), else SDPA's
+    memory-efficient kernel (math as the fallback): it takes an arbitrary mask, is captured by
+    CUDA graphs, and does not depend on the cuDNN version (cuDNN's attention, first on Hopper
+    in recent PyTorch, has had mask and graph-capture bugs)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH])
 
 
 def _sdpa_attention(q, keys, values, mask, scale):
@@ -190,6 +192,17 @@ def _sdpa_attention(q, keys, values, mask, scale):
     rows, kv_heads, group, t, dim = q.shape
     q = q.reshape(rows, kv_heads, group * t, dim)
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+
+
+def _causal_attention(q, keys, values, mask, scale):
+    """`_sdpa_attention` over a chunk's own keys under SDPA's causal rule (query i sees keys
+    0..i; `mask` is None): the K/V heads repeated for their query heads, which the causal rule
+    needs (it counts query rows, and grouping puts `group` heads' rows in one)."""
+    rows, kv_heads, group, t, dim = q.shape
+    q = q.reshape(rows, kv_heads * group, t, dim)
+    keys, values = (x.repeat_interleave(group, dim=1) for x in (keys, values))
+    out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, scale=scale)
+    return out.reshape(rows, kv_heads, group * t, dim)
 
 
 def _matmul_attention(q, keys, values, mask, scale):
@@ -343,17 +356,28 @@ class StaticModel:
 
     # --- the forward ---------------------------------------------------------------------
 
-    def forward(self, ids: torch.Tensor, start, attend: int) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, start, attend: int, causal: bool = False
+                ) -> torch.Tensor:
         """Final hidden states [T, hidden] of `ids` at positions start.., writing their K/V
-        into the cache; attention reads the first `attend` cache positions under the mask.
+        into the cache; attention reads the first `attend` cache positions under the mask, or,
+        `causal`, only the chunk's own keys under SDPA's causal rule (see `causal_chunk`).
         `start` is an int or a 1-element tensor (the graphs read it from their input buffer).
         No host synchronisation: this is what a CUDA graph captures."""
         positions = self.positions[:ids.shape[0]] + start
         return self._forward(ids, positions[None], attend, self.kv, self.cos, self.sin,
-                             self.positions)
+                             self.positions, causal)
+
+    def causal_chunk(self, start: int, tokens: int) -> bool:
+        """Whether a forward of `tokens` tokens at positions start.. attends causally within
+        itself: a prompt's first chunk, which no earlier key precedes, of more tokens than the
+        matmul attention takes. SDPA's causal kernels (FlashAttention on a GPU) then replace its
+        masked attention over the whole cache, whose memory-efficient kernel walks every key
+        of the capacity serially per query block: on an H200 that was 1.2 ms of a shipped
+        target's 1.5 ms prefill of ~925 tokens, whatever the chunk's size (BENCHMARKS.md)."""
+        return start == 0 and tokens > self.matmul_attention_tokens
 
     def forward_rows(self, ids: torch.Tensor, positions: torch.Tensor, attend: int,
-                     cache: "StaticBatch") -> torch.Tensor:
+                     cache: "StaticBatch", causal: bool = False) -> torch.Tensor:
         """The same forward over a batch cache, each row in its own cache slot: one token per
         row ([B] ids at [B] positions; hidden states [B, hidden]) or T per row ([B, T] ids at
         [B, T] positions; hidden states [B * T, hidden], row-major)."""
@@ -361,18 +385,21 @@ class StaticModel:
         if ids.dim() == 1:
             ids, positions = ids[:, None], positions[:, None]
         return self._forward(ids.reshape(-1), positions, attend, cache.kv[:, :rows], cache.cos,
-                             cache.sin, cache.positions)
+                             cache.sin, cache.positions, causal)
 
-    def _forward(self, ids, positions, attend, kv, cos_table, sin_table, arange):
+    def _forward(self, ids, positions, attend, kv, cos_table, sin_table, arange, causal=False):
         """positions: [rows, T]; kv: [layers, 2 * kv_heads, capacity, dim] for one row (the
-        single cache) or [layers, rows, 2 * kv_heads, capacity, dim] (a batch cache)."""
+        single cache) or [layers, rows, 2 * kv_heads, capacity, dim] (a batch cache).
+        causal: every row's positions are 0..T-1 (`causal_chunk`): no mask is built."""
         rows, t = positions.shape
         group = self.heads // self.kv_heads
         flat = positions.reshape(-1)
         cos, sin = self._rope_rows(cos_table, sin_table, flat)
-        visible = arange[:attend] <= positions[..., None]  # [rows, T, attend]
-        mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
-        mask = mask.masked_fill(~visible, float("-inf")).repeat(1, group, 1)[:, None]
+        mask = None
+        if not causal:
+            visible = arange[:attend] <= positions[..., None]  # [rows, T, attend]
+            mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
+            mask = mask.masked_fill(~visible, float("-inf")).repeat(1, group, 1)[:, None]
         x = F.embedding(ids, self.embed)
         with _attention_backends() if self.device.type == "cuda" else contextlib.nullcontext():
             x = self._layers(x, flat, rows, cos, sin, mask, attend, kv)
@@ -398,6 +425,8 @@ class StaticModel:
             where = positions.view(rows, 1, t, 1).expand(rows, 2 * kv_heads, t, dim)
         # n is a static shape: each CUDA graph takes one of the two
         attention = _matmul_attention if n <= self.matmul_attention_tokens else _sdpa_attention
+        if mask is None:
+            attention = _causal_attention
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
             qkv = F.linear(h, w.qkv, w.qkv_bias).view(n, heads + 2 * kv_heads, dim)
@@ -410,6 +439,8 @@ class StaticModel:
             else:
                 kv_cache[i].scatter_(2, where, new_kv.view(rows, t, -1, dim).transpose(1, 2))
                 layer_kv = kv_cache[i, :, :, :attend]
+            if mask is None:  # the chunk's own K/V: [rows, 2 * kv_heads, T, dim]
+                layer_kv = new_kv.reshape(rows, t, 2 * kv_heads, dim).transpose(1, 2)
             keys, values = layer_kv[:, :kv_heads], layer_kv[:, kv_heads:]
             # grouped-query attention without copying K/V per head: the `group` query heads
             # that share a KV head become `group` times as many query rows
@@ -440,7 +471,8 @@ class StaticModel:
             raise ValueError("no tokens to feed")
         if not self.static_shapes:
             self._ensure_capacity(start + n)
-            hidden = self.forward(torch.tensor(ids, device=self.device), start, start + n)
+            hidden = self.forward(torch.tensor(ids, device=self.device), start, start + n,
+                                  self.causal_chunk(start, n))
             return self.logits(hidden[-1:] if rows == "last" else hidden)
         largest = self.buckets[-1]
         chunks = [(ids[i: i + largest], start + i) for i in range(0, n, largest)]
@@ -480,8 +512,10 @@ class StaticModel:
         return sizes + [self.capacity]
 
     def _step_key(self, bucket: int, at: int) -> tuple[int, int]:
-        """The step for `bucket` tokens at positions at..: the smallest attended length that
-        holds them."""
+        """The step for `bucket` tokens at positions at..: the causal chunk (attended length 0
+        in the key), or the smallest attended length that holds them."""
+        if self.causal_chunk(at, bucket):
+            return bucket, 0
         return bucket, next(a for a in self.attend_lengths[bucket] if a >= at + bucket)
 
     def _prepare_steps(self) -> None:
@@ -489,6 +523,8 @@ class StaticModel:
         self.attend_lengths = {b: self._attend_sizes(b) for b in self.buckets}
         steps = {(b, a): _Step(self, b, logits=b <= LOGIT_BUCKETS[-1], attend=a)
                  for b in self.buckets for a in self.attend_lengths[b]}
+        steps.update({(b, 0): _Step(self, b, logits=b <= LOGIT_BUCKETS[-1], attend=b, causal=True)
+                      for b in self.buckets if self.causal_chunk(0, b)})
         if self.graphs:
             cuda = self.graphs is True
             try:
@@ -499,7 +535,8 @@ class StaticModel:
             except Exception as exc:  # run the same steps eagerly rather than fail a request
                 log.warning("CUDA graph capture failed (%s); static shapes without graphs", exc)
                 self.graphs = False
-                steps = {k: _Step(self, s.bucket, s.logits, s.attend) for k, s in steps.items()}
+                steps = {k: _Step(self, s.bucket, s.logits, s.attend, s.causal)
+                         for k, s in steps.items()}
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         self.steps = steps
@@ -509,20 +546,24 @@ class _Step:
     """One static-shape step: `bucket` tokens and the start position in one input buffer (one
     host-to-device copy), a CUDA graph replay where captured, else the same function eagerly."""
 
-    def __init__(self, engine: StaticModel, bucket: int, logits: bool, attend: int):
+    def __init__(self, engine: StaticModel, bucket: int, logits: bool, attend: int,
+                 causal: bool = False):
         self.engine, self.bucket, self.logits, self.attend = engine, bucket, logits, attend
+        self.causal = causal  # a prompt's first chunk, at position 0 (`causal_chunk`)
         self.input = torch.zeros(bucket + 1, dtype=torch.long, device=engine.device)
         self.graph = self.output = None
 
     def _park(self) -> None:
-        """Warm-up and capture write K/V at the end of the cache, where no real token is yet."""
+        """Warm-up and capture write K/V at the end of the cache, where no real token is yet
+        (a causal chunk too: its graph reads its position from the input like the others, and
+        is replayed only at position 0)."""
         self.input[-1] = self.engine.capacity - self.bucket
 
     def _run(self) -> torch.Tensor:
         engine = self.engine
         forward = engine.compiled_forward if self.logits and engine.compiled_forward else \
             engine.forward
-        hidden = forward(self.input[:-1], self.input[-1:], self.attend)
+        hidden = forward(self.input[:-1], self.input[-1:], self.attend, self.causal)
         return engine.logits(hidden) if self.logits else hidden
 
     def capture(self, pool) -> None:
@@ -640,7 +681,8 @@ class StaticBatch:
             ids = torch.tensor([piece + [0] * (width - len(piece)) for piece in pieces],
                                device=self.device)
             positions = self.positions[at: at + width].expand(rows, width)
-            hidden = self.engine.forward_rows(ids, positions, at + width, self)
+            hidden = self.engine.forward_rows(ids, positions, at + width, self,
+                                              self.engine.causal_chunk(at, width))
             hidden = hidden.view(rows, width, -1)
             for row, prompt in enumerate(prompts):
                 if at < len(prompt) <= at + width:  # the row's last prompt token is here

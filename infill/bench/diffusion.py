@@ -4,7 +4,9 @@ Settings, side by side on the same tasks:
 - reference: one token per forward and the true gap length (the oracle LLaDA setting);
 - oracle length with parallel commits (a confidence threshold; k tokens per forward);
 - unknown length (the engine's oversized gap; the first forward decides where the content
-  ends, `sampler.end_content`), one token per forward, a threshold, and k per forward.
+  ends, `sampler.end_content`), one token per forward, a threshold, and k per forward;
+- an AR length prior (`engine.ar_gap`: as many masks as the AR target's greedy completion has
+  tokens, plus some slack for the pad), one token per forward and k per forward.
 Tasks: held-out single lines (`infill.train.heldout.line_tasks`) and, with `--safim DIR`, the
 first rows of each Python subset of SAFIM (block, control, API), which are scored as SAFIM
 scores them (its truncation, then exact match, unit tests in the sandbox, or an API syntax
@@ -21,27 +23,32 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infill.diffusion.engine import DiffusionSettings, encode, generate
-from infill.models.loading import DEFAULT_MODELS, load_diffusion
+from infill.diffusion.engine import DiffusionSettings, ar_gap, encode, generate
+from infill.models.loading import DEFAULT_MODELS, load_ar, load_diffusion
 from infill.request import InfillRequest
 
 # Fast-dLLM's confidence thresholds barely commit more than the forced token per forward with
 # the shipped model, which is seldom that sure (BENCHMARKS.md, 2026-11-29): the k-per-forward
 # rows commit the k most confident predictions per forward instead, whatever their confidence.
+# (settings, gap length): "true" (the expected text's tokens), "unknown" (the engine's fixed
+# oversized gap) or "ar" (the AR target's completion as a length prior, `engine.ar_gap`).
 SETTINGS = {
-    "reference (1 token/forward, true length)": (DiffusionSettings(collapse=False), True),
-    "true length, threshold 0.9": (DiffusionSettings(threshold=0.9, collapse=False), True),
-    "true length, 4 tokens/forward": (DiffusionSettings(per_forward=4, collapse=False), True),
+    "reference (1 token/forward, true length)": (DiffusionSettings(collapse=False), "true"),
+    "true length, threshold 0.9": (DiffusionSettings(threshold=0.9, collapse=False), "true"),
+    "true length, 4 tokens/forward": (DiffusionSettings(per_forward=4, collapse=False), "true"),
     # without syntax-guided remasking, whose extra forwards cap tokens per forward
     "true length, 6 tokens/forward, no remasking":
-        (DiffusionSettings(per_forward=6, collapse=False, remask_rounds=0), True),
+        (DiffusionSettings(per_forward=6, collapse=False, remask_rounds=0), "true"),
     "true length, 8 tokens/forward, no remasking":
-        (DiffusionSettings(per_forward=8, collapse=False, remask_rounds=0), True),
-    "unknown length, 1 token/forward": (DiffusionSettings(per_forward=1), False),
-    "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9, per_forward=1), False),
-    "unknown length, 2 tokens/forward": (DiffusionSettings(per_forward=2), False),
-    "unknown length, 4 tokens/forward": (DiffusionSettings(per_forward=4), False),
-    "unknown length, 8 tokens/forward": (DiffusionSettings(per_forward=8), False),
+        (DiffusionSettings(per_forward=8, collapse=False, remask_rounds=0), "true"),
+    "unknown length, 1 token/forward": (DiffusionSettings(per_forward=1), "unknown"),
+    "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9, per_forward=1), "unknown"),
+    "unknown length, 2 tokens/forward": (DiffusionSettings(per_forward=2), "unknown"),
+    "unknown length, 4 tokens/forward": (DiffusionSettings(per_forward=4), "unknown"),
+    "unknown length, 8 tokens/forward": (DiffusionSettings(per_forward=8), "unknown"),
+    "AR length prior, 1 token/forward": (DiffusionSettings(per_forward=1), "ar"),
+    "AR length prior, 6 tokens/forward, no remasking":
+        (DiffusionSettings(per_forward=6, remask_rounds=0), "ar"),
 }
 
 
@@ -78,7 +85,10 @@ def safim_cases(folder: Path, per_kind: int) -> dict[str, list[Case]]:
     return {name: cases for name, cases in out.items() if cases}
 
 
-def run_setting(dm, cases: list[Case], settings: DiffusionSettings, oracle: bool) -> dict:
+def run_setting(dm, cases: list[Case], settings: DiffusionSettings, length: str,
+                ar=None) -> dict:
+    """One setting over the cases; `length` as in SETTINGS ("ar" needs the AR model `ar`,
+    whose decoding counts in the ms)."""
     from rapidfuzz.distance import Levenshtein
 
     from infill import safim, sandbox, syntax  # tree-sitter: not needed to build the CLI parser
@@ -89,8 +99,12 @@ def run_setting(dm, cases: list[Case], settings: DiffusionSettings, oracle: bool
     for case in cases:
         request = InfillRequest(prefix=case.prefix, suffix=case.suffix, path=case.path,
                                 engine="diffusion", max_tokens=64, multiline=case.multiline)
-        gap = max(1, len(encode(dm, case.expected))) if oracle else None
         start = time.perf_counter()
+        gap = None
+        if length == "true":
+            gap = max(1, len(encode(dm, case.expected)))
+        elif length == "ar":
+            gap = ar_gap(ar, dm, request, case.multiline, settings)
         text, kept, n = generate(dm, request, case.multiline, settings, gap=gap)
         ms.append((time.perf_counter() - start) * 1000)
         forwards.append(n)
@@ -131,10 +145,13 @@ def run(args) -> int:
     if args.safim:
         task_sets.update(safim_cases(Path(args.safim), args.safim_rows))
     chosen = chosen_settings(args.settings)
+    ar = None
+    if any(length == "ar" for _, length in chosen.values()):
+        ar = load_ar(args.target or DEFAULT_MODELS["target"], args.device)
     results: dict[str, dict[str, dict]] = {}
     for set_name, cases in task_sets.items():
-        for name, (settings, oracle) in chosen.items():
-            results.setdefault(set_name, {})[name] = run_setting(dm, cases, settings, oracle)
+        for name, (settings, length) in chosen.items():
+            results.setdefault(set_name, {})[name] = run_setting(dm, cases, settings, length, ar)
             print(f"{set_name}, {name}: done", flush=True)
             if args.json:  # after every setting: a run cut short keeps what it measured
                 Path(args.json).write_text(json.dumps(
@@ -164,6 +181,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("diffusion", help="reference schedule vs unknown length and thresholds")
     p.add_argument("--device")
     p.add_argument("--diffusion")
+    p.add_argument("--target", help="the AR model of the AR-length-prior rows (default: shipped)")
     p.add_argument("--tasks", type=int, default=200, help="held-out single-line tasks")
     p.add_argument("--safim", help="a SAFIM folder or file: its Python rows too")
     p.add_argument("--safim-rows", type=int, default=30, help="rows of each SAFIM kind")

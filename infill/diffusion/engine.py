@@ -8,7 +8,7 @@ dropped. `DiffusionSettings` holds the knobs the benchmark compares.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,6 +32,9 @@ class DiffusionSettings:
     collapse: bool = True  # unknown length: the content ends at a pad (see sampler)
     remask_rounds: int = 2  # syntax-guided remasking: re-denoise tokens at a new syntax error
     pad_threshold: float = PAD_THRESHOLD  # unknown length: where the pad ends the content
+    # With an AR model at hand (`ar_gap`): the gap is the length of its greedy completion of the
+    # same request, plus this share of slack for the pad to collapse, instead of a fixed size.
+    ar_slack: float = 0.25
 
 
 def schedule_options(settings: DiffusionSettings) -> dict:
@@ -44,6 +47,20 @@ def schedule_options(settings: DiffusionSettings) -> dict:
 def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:
     return min(request.max_tokens,
                settings.multi_line_gap if multiline else settings.single_line_gap)
+
+
+def ar_gap(ar, dm: DiffusionModel, request: InfillRequest, multiline: bool,
+           settings: DiffusionSettings = DiffusionSettings(), drafter=None) -> int:
+    """A length prior from the AR engine: the masks for the tokens (in the diffusion model's
+    tokenizer) of the AR model's greedy completion of this request, plus `ar_slack` of them and
+    at least two, which the pad collapses where the diffusion model ends sooner; at most the
+    fixed gap. An AR answer of nothing still gets the slack, so the diffusion model can
+    disagree."""
+    from infill import autoregressive
+
+    text, _ = autoregressive.generate(ar, replace(request, temperature=0.0), multiline, drafter)
+    n = len(encode(dm, text))
+    return min(gap_size(request, multiline, settings), n + max(2, round(n * settings.ar_slack)))
 
 
 def encode(dm: DiffusionModel, text: str) -> list[int]:

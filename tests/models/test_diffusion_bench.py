@@ -6,9 +6,14 @@ import json
 
 import pytest
 
+from dataclasses import replace
+
+from infill import autoregressive
 from infill.bench.diffusion import SETTINGS
 from infill.cli import main
-from infill.models.loading import DEFAULT_MODELS
+from infill.diffusion import engine
+from infill.models.loading import DEFAULT_MODELS, load_ar, load_diffusion
+from infill.request import InfillRequest
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODELS["diffusion"] / "config.json").exists(),
                                 reason="needs the shipped diffusion model")
@@ -51,6 +56,21 @@ def test_bench_diffusion_runs_the_chosen_settings_beside_the_reference(tmp_path)
     assert list(by_setting) == [
         "reference (1 token/forward, true length)",
         "true length, 6 tokens/forward, no remasking",
-        "true length, 8 tokens/forward, no remasking"]
+        "true length, 8 tokens/forward, no remasking",
+        "AR length prior, 6 tokens/forward, no remasking"]
     parallel = by_setting["true length, 8 tokens/forward, no remasking"]
     assert parallel["forwards"] <= by_setting["reference (1 token/forward, true length)"]["forwards"]
+
+
+def test_ar_length_prior_gives_the_gap_room_for_the_ar_completion_within_the_fixed_gap():
+    ar = load_ar(DEFAULT_MODELS["target"], "cpu")
+    dm = load_diffusion(DEFAULT_MODELS["diffusion"], "cpu")
+    request = InfillRequest(prefix="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))\n",
+                            engine="diffusion", max_tokens=24)
+    text, _ = autoregressive.generate(ar, request, False)
+    tokens = len(engine.encode(dm, text))
+    gap = engine.ar_gap(ar, dm, request, False)
+    assert tokens + 2 <= gap <= engine.gap_size(request, False, engine.DiffusionSettings())
+    assert engine.ar_gap(ar, dm, replace(request, max_tokens=2), False) == 2
+    filled, kept, _ = engine.generate(dm, request, False, gap=gap)
+    assert kept <= gap and "<|" not in filled

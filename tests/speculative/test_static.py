@@ -90,24 +90,25 @@ def test_logits_equal_hf(name):
         close(kv.prefill(ids[:60])[0], reference[59])  # after rollback, reusing 20
 
 
-def test_few_query_tokens_attend_by_matmuls_and_prompt_chunks_by_sdpa_both_as_hf(monkeypatch):
-    """With matmul attention for up to 32 tokens, decode and verify steps take it, a 64-token
-    chunk SDPA, each bucket one path; both give HF's logits."""
+def test_each_step_takes_its_attention_path_and_all_give_hf_logits(monkeypatch):
+    """With matmul attention for up to 32 tokens, decode and verify steps take it; a prompt's
+    first chunk of more attends causally within itself; a later chunk of more takes SDPA under
+    the mask. Each bucket one path; all give HF's logits."""
     used = []
-    for name in ("_matmul_attention", "_sdpa_attention"):
+    for name in ("_matmul_attention", "_sdpa_attention", "_causal_attention"):
         def spy(*args, real=getattr(static, name), name=name):
             used.append(name)
             return real(*args)
         monkeypatch.setattr(static, name, spy)
     model = qwen2(seed=15, num_key_value_heads=2)
-    ids = random.Random(2).choices(range(48), k=64 + 1 + 8)
+    ids = random.Random(2).choices(range(48), k=64 + 1 + 8 + 40)
     reference = hf_logits(model, ids)
     for mode in MODES.values():
         kv = StaticKV(StaticModel(model, **mode, matmul_attention_tokens=32))
-        kv.feed(ids[:1])  # emulated graphs: the capture runs every bucket
+        kv.feed(ids)  # emulated graphs: the capture (at the cache's final size) runs every bucket
         kv.rollback(0)
-        for start, end, path in ((0, 64, "_sdpa_attention"), (64, 65, "_matmul_attention"),
-                                 (65, 73, "_matmul_attention")):
+        for start, end, path in ((0, 64, "_causal_attention"), (64, 65, "_matmul_attention"),
+                                 (65, 73, "_matmul_attention"), (73, 113, "_sdpa_attention")):
             used.clear()
             close(kv.feed(ids[start:end]), reference[start:end])
             assert set(used) == {path}
