@@ -37,6 +37,7 @@ def fit_to_tokens(prefix: str, suffix: str, budget: int,
 
 
 MIN_LOOP_LINE = 8  # shorter repeated lines (`)`, `pass`, `end`) are ordinary code
+MAX_LOOP_BLOCK = 4  # a loop of up to this many lines, written twice in a row, ends a completion
 
 
 def first_code_line(suffix: str) -> str:
@@ -47,10 +48,18 @@ def first_code_line(suffix: str) -> str:
     return ""
 
 
-def _is_loop(line: str, previous: str) -> bool:
-    """A non-trivial line that repeats the line before it, word for word (the indentation
-    aside: a completion's first line starts at the cursor, after its indentation)."""
-    return len(line.strip()) >= MIN_LOOP_LINE and line.strip() == previous.strip()
+def _loop_start(lines: list[str]) -> int | None:
+    """Where the last lines begin a second copy of the block of 1 to MAX_LOOP_BLOCK lines just
+    before them, word for word (the indentation aside: a completion's first line starts at the
+    cursor, after its indentation), the block being non-trivial; else None. A small model
+    caught in a loop writes the same lines again and again (`self.x = x`, `self.y = y`, ...);
+    twice the same block in a row is rare enough in real code to give up there."""
+    stripped = [line.strip() for line in lines]
+    for k in range(1, min(MAX_LOOP_BLOCK, len(lines) // 2) + 1):
+        block, again = stripped[-2 * k:-k], stripped[-k:]
+        if block == again and len("".join(block)) >= MIN_LOOP_LINE * k:
+            return len(lines) - k
+    return None
 
 
 def _ends_paragraph(suffix: str) -> bool:
@@ -65,8 +74,7 @@ def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> t
 
     Single-line: up to the first newline. Multi-line: at most max_lines lines, and nothing
     from the line that repeats the suffix's next line of code on (the model ran into the suffix)
-    or that repeats the line before it (a small model caught in a loop writes the same line
-    again and again; two equal consecutive lines of real code are rare enough to give up).
+    or from a second copy of the lines just before it (`_loop_start`).
     Where a blank line follows the cursor's line, the cursor ends a paragraph: a blank line
     after written code ends the completion too, which would otherwise start a paragraph of its
     own before the suffix's (a new method before the next one, say).
@@ -83,8 +91,9 @@ def cut_completion(text: str, suffix: str, multiline: bool, max_lines: int) -> t
     for i, line in enumerate(complete_lines):
         if anchor and line.strip() == anchor:
             return "\n".join(lines[:i]).rstrip(" \t"), True
-        if i and _is_loop(line, complete_lines[i - 1]):
-            return "\n".join(lines[:i]), True
+        start = _loop_start(complete_lines[:i + 1])
+        if start is not None:
+            return "\n".join(lines[:start]), True
         if paragraph_ends and written and not line.strip():
             return "\n".join(lines[:i]), True
         written = written or bool(line.strip())

@@ -48,6 +48,16 @@ def test_a_line_repeating_the_line_before_ends_a_multiline_completion():
     assert cut_completion(short, "", True, 16) == (short, False)
 
 
+def test_a_block_of_lines_written_twice_in_a_row_ends_a_multiline_completion():
+    loop = "self.x = x\n        self.y = y\n        self.z = z\n" * 3 + "        self.x"
+    assert cut_completion(loop, "", True, 16) == (
+        "self.x = x\n        self.y = y\n        self.z = z", True)
+    # a block of short lines repeated is ordinary code, as is one line repeated further on
+    code = "    try:\n        f()\n    try:\n        f()\n    x = compute(1)\n    y = 2\n" \
+           "    x = compute(1)\n"
+    assert cut_completion(code, "", True, 16) == (code, False)
+
+
 def test_a_blank_line_ends_a_multiline_completion_where_the_cursor_ends_a_paragraph():
     # the cursor's line is followed by a blank line and the next method: the completion closes
     # the docstring, then would open a method of its own before the suffix's
