@@ -423,10 +423,13 @@ class StaticModel:
         single = kv_cache.dim() == 4
         if not single:  # where each row's K/V go in its own slot
             where = positions.view(rows, 1, t, 1).expand(rows, 2 * kv_heads, t, dim)
-        # n is a static shape: each CUDA graph takes one of the two
-        attention = _matmul_attention if n <= self.matmul_attention_tokens else _sdpa_attention
+        # static per CUDA graph: a causal chunk (no mask), few tokens by matmuls, else SDPA
         if mask is None:
             attention = _causal_attention
+        elif n <= self.matmul_attention_tokens:
+            attention = _matmul_attention
+        else:
+            attention = _sdpa_attention
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
             qkv = F.linear(h, w.qkv, w.qkv_bias).view(n, heads + 2 * kv_heads, dim)

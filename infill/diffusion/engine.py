@@ -50,7 +50,7 @@ def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSetting
 
 
 def ar_gap(ar, dm: DiffusionModel, request: InfillRequest, multiline: bool,
-           settings: DiffusionSettings = DiffusionSettings(), drafter=None) -> int:
+           settings: DiffusionSettings = DiffusionSettings()) -> int:
     """A length prior from the AR engine: the masks for the tokens (in the diffusion model's
     tokenizer) of the AR model's greedy completion of this request, plus `ar_slack` of them and
     at least two, which the pad collapses where the diffusion model ends sooner; at most the
@@ -58,7 +58,7 @@ def ar_gap(ar, dm: DiffusionModel, request: InfillRequest, multiline: bool,
     disagree."""
     from infill import autoregressive
 
-    text, _ = autoregressive.generate(ar, replace(request, temperature=0.0), multiline, drafter)
+    text, _ = autoregressive.generate(ar, replace(request, temperature=0.0), multiline)
     n = len(encode(dm, text))
     return min(gap_size(request, multiline, settings), n + max(2, round(n * settings.ar_slack)))
 
