@@ -78,8 +78,21 @@ def add_parser(subparsers) -> None:
     held.add_argument("--engine", choices=("speculative", "diffusion", "both"), default="both")
     held.add_argument("--models", type=Path, help="model folder (default: the shipped models)")
     held.add_argument("--device")
+    held.add_argument("--workers", type=_positive, default=1,
+                      help="processes on the CPU, each with its own models and every N-th task")
     held.add_argument("--json", type=Path, help="write the results here")
     held.set_defaults(run=_heldout)
+
+
+def _positive(text: str) -> int:
+    """An integer of at least 1, for argparse (a clear message otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"use an integer of at least 1, not {text!r}")
+    return value
 
 
 def _prep(args) -> int:

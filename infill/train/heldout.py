@@ -55,37 +55,85 @@ def heldout_files(data_dir: Path | None, packages: list[str] | None = None
 
 
 def evaluate(engines, tasks: list[LineTask], engine: str) -> dict:
+    return summarize(engine, tasks, score(engines, tasks, engine))
+
+
+def score(engines, tasks: list[LineTask], engine: str) -> list[dict]:
+    """Per task: whether the completion matched, its edit similarity, ms, forwards, tokens."""
+    import sys
+
     from rapidfuzz.distance import Levenshtein
 
     from infill.request import InfillRequest
 
-    import sys
-
-    exact, similarity, ms, forwards, tokens = 0, [], [], [], []
-    by_package: dict[str, list[int]] = {}  # package: [tasks, exact matches]
+    rows, exact = [], 0
     for done, task in enumerate(tasks, 1):
         request = InfillRequest(prefix=task.prefix, suffix=task.suffix, path=task.path,
                                 engine=engine, max_tokens=48)
         c = engines.complete(request)[0]
         matched = c.text.rstrip() == task.expected.rstrip()
         exact += matched
-        counts = by_package.setdefault(task.package, [0, 0])
-        counts[0] += 1
-        counts[1] += matched
-        similarity.append(Levenshtein.normalized_similarity(c.text.rstrip(), task.expected.rstrip()))
-        ms.append(c.ms)
-        forwards.append(c.forwards)
-        tokens.append(c.tokens)
+        rows.append({"matched": matched, "ms": c.ms, "forwards": c.forwards, "tokens": c.tokens,
+                     "similarity": Levenshtein.normalized_similarity(c.text.rstrip(),
+                                                                    task.expected.rstrip())})
         if done % 50 == 0:
             print(f"{engine}: {done}/{len(tasks)} tasks, exact match so far {exact / done:.1%}",
                   file=sys.stderr, flush=True)
-    return {"engine": engine, "tasks": len(tasks), "exact_match": exact / max(1, len(tasks)),
-            "edit_similarity": statistics.fmean(similarity) if similarity else 0.0,
-            "median_ms": statistics.median(ms) if ms else 0.0,
-            "mean_forwards": statistics.fmean(forwards) if forwards else 0.0,
-            "mean_tokens": statistics.fmean(tokens) if tokens else 0.0,
+    return rows
+
+
+def summarize(engine: str, tasks: list[LineTask], rows: list[dict]) -> dict:
+    by_package: dict[str, list[int]] = {}  # package: [tasks, exact matches]
+    for task, row in zip(tasks, rows):
+        counts = by_package.setdefault(task.package, [0, 0])
+        counts[0] += 1
+        counts[1] += row["matched"]
+
+    def mean(key):
+        return statistics.fmean(r[key] for r in rows) if rows else 0.0
+
+    return {"engine": engine, "tasks": len(tasks),
+            "exact_match": sum(r["matched"] for r in rows) / max(1, len(tasks)),
+            "edit_similarity": mean("similarity"),
+            "median_ms": statistics.median(r["ms"] for r in rows) if rows else 0.0,
+            "mean_forwards": mean("forwards"), "mean_tokens": mean("tokens"),
             "by_package": {p: {"tasks": n, "exact_match": hits / n}
                            for p, (n, hits) in sorted(by_package.items())}}
+
+
+def evaluate_in_processes(config, tasks: list[LineTask], engine: str, workers: int) -> dict:
+    """`evaluate` with the tasks dealt out to `workers` processes (every workers-th task each),
+    each with its own models and one CPU thread; the same figures as one process gives, but
+    for rounding in the model's arithmetic."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shards = [tasks[i::workers] for i in range(workers)]
+    context = multiprocessing.get_context("spawn")  # no forked copy of a loaded torch
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(config,)) as pool:
+        scored = list(pool.map(_score_in_worker, shards, [engine] * workers))
+    rows: list[dict] = [{}] * len(tasks)
+    for i, shard_rows in enumerate(scored):
+        rows[i::workers] = shard_rows
+    return summarize(engine, tasks, rows)
+
+
+_worker_engines = None
+
+
+def _start_worker(config) -> None:
+    global _worker_engines
+    import torch
+
+    from infill.engines import Engines
+
+    torch.set_num_threads(1)
+    _worker_engines = Engines(config)
+
+
+def _score_in_worker(tasks: list[LineTask], engine: str) -> list[dict]:
+    return score(_worker_engines, tasks, engine)
 
 
 def run(args) -> int:
@@ -103,9 +151,13 @@ def run(args) -> int:
     config = ModelConfig(device=args.device,
                          target=str(folder / "target") if folder else None,
                          diffusion=str(folder / "diffusion") if folder else None)
-    engines = Engines(config)
     chosen = ("speculative", "diffusion") if args.engine == "both" else (args.engine,)
-    results = [evaluate(engines, tasks, e) for e in chosen]
+    workers = getattr(args, "workers", 1)
+    if workers > 1:
+        results = [evaluate_in_processes(config, tasks, e, workers) for e in chosen]
+    else:
+        engines = Engines(config)
+        results = [evaluate(engines, tasks, e) for e in chosen]
     table = Table(title=f"held-out single-line infill: {len(tasks)} tasks from {len(files)} files "
                         f"of {', '.join(sorted({f.package for f in files}))}")
     for column in ("engine", "exact match", "edit similarity", "median ms", "forwards", "tokens"):

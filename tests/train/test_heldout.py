@@ -4,8 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from infill.cli import main
+from infill.engines import Engines, ModelConfig
+from infill.models.loading import DEFAULT_MODELS
 from infill.train import corpus
-from infill.train.heldout import evaluate, heldout_files, line_tasks, run
+from infill.train.heldout import (evaluate, evaluate_in_processes, heldout_files, line_tasks,
+                                  run)
 
 
 def held_out_data(folder):
@@ -48,3 +52,22 @@ def test_a_package_that_is_not_held_out_is_a_clear_error(tmp_path):
                            models=None, device="cpu", engine="speculative", json=None)
     with pytest.raises(SystemExit, match="no held-out files of numpy; the held-out packages are"):
         run(args)
+
+
+@pytest.mark.skipif(not (DEFAULT_MODELS["target"] / "config.json").exists(),
+                    reason="needs the shipped target")
+def test_tasks_dealt_out_to_processes_give_the_figures_of_one_process(tmp_path):
+    tasks = line_tasks(heldout_files(held_out_data(tmp_path)), 6)
+    config = ModelConfig(device="cpu", drafter="ngram")
+    alone = evaluate(Engines(config), tasks, "speculative")
+    dealt = evaluate_in_processes(config, tasks, "speculative", workers=2)
+    assert dealt["by_package"] == alone["by_package"]
+    for key in ("tasks", "exact_match", "edit_similarity", "mean_forwards", "mean_tokens"):
+        assert dealt[key] == pytest.approx(alone[key]), key
+
+
+def test_workers_must_be_a_positive_integer(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "heldout", "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "use an integer of at least 1, not '0'" in capsys.readouterr().err
