@@ -24,7 +24,9 @@ def spot(before: str, after: str = "\n") -> tuple[str, int, int]:
 FIB = spot("def fib(n):\n    if n < 2:\n        return n\n    ")
 MULTILINE = [FIB, spot("def main():\n    "), spot("def is_even(n):\n    "),
              spot("class Point:\n    def __init__(self, x, y):\n        "),
-             spot("import argparse\n\n\ndef parse_args():\n    parser = argparse.ArgumentParser()\n    ")]
+             spot("import argparse\n\n\ndef parse_args():\n    parser = argparse.ArgumentParser()\n    "),
+             spot("class Config:\n    def __init__(self, path, name, debug):\n        "),
+             spot("def parse(text):\n    result = []\n    for line in text.splitlines():\n        ")]
 ANY = MULTILINE + [spot("def total(values):\n    result = 0\n    for v in values:\n        "),
                    spot("for i in range(10):\n    ")]
 
