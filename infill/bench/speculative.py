@@ -154,6 +154,9 @@ METHODS = {"ar": "plain AR (ours)", "ar-hf-cache": "plain AR (ours, HF forward +
            "hf-assisted": "HF assisted (draft model)", "hf-lookup": "HF prompt lookup"}
 
 
+DRAFT_METHODS = {METHODS["draft"], METHODS["combined"], METHODS["hf-assisted"]}
+
+
 def completion_methods(target, draft) -> dict:
     """name -> run(prompts, max_new_tokens). The first is the reference."""
     def ngram():
@@ -184,11 +187,15 @@ def run_completions(args, save=lambda report: None) -> dict:
     from infill.models.loading import DEFAULT_MODELS, load_ar
 
     target = load_ar(args.target or DEFAULT_MODELS["target"], args.device, args.dtype)
-    draft = load_ar(args.draft or DEFAULT_MODELS["draft"], args.device, args.dtype)
-    prompts = bench_prompts(target, args.requests, args.max_new_tokens)
     wanted = {METHODS[k.strip()] for k in args.methods.split(",") if k.strip() in METHODS}
+    if args.methods == "all":
+        wanted = set(METHODS.values())
+    draft = None  # loaded only for the methods that use it
+    if wanted & DRAFT_METHODS:
+        draft = load_ar(args.draft or DEFAULT_MODELS["draft"], args.device, args.dtype)
+    prompts = bench_prompts(target, args.requests, args.max_new_tokens)
     methods = {name: run for name, run in completion_methods(target, draft).items()
-               if name in wanted or args.methods == "all"}
+               if name in wanted}
     warm_errors = {}
     for name, method in methods.items():  # warm-up: allocator, kernels, CUDA graph capture
         try:
@@ -214,7 +221,8 @@ def run_completions(args, save=lambda report: None) -> dict:
         _ratios(results)
         save(report)
     report["target_cache"] = describe_cache(kv_cache(target.model))
-    report["draft_cache"] = describe_cache(kv_cache(draft.model))
+    if draft is not None:
+        report["draft_cache"] = describe_cache(kv_cache(draft.model))
     return report
 
 

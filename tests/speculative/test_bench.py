@@ -79,6 +79,21 @@ def test_completion_benchmark_compares_methods_on_the_shipped_models(tmp_path, m
     assert report["target_cache"].startswith("static")
 
 
+def test_methods_without_a_draft_model_do_not_load_one(tmp_path, monkeypatch):
+    from infill.autoregressive import build_prompt
+
+    def prompts(ar, count, max_new, seed=0):
+        return [bench.Prompt(build_prompt(ar, "def f(x):\n    return ", "\n", max_new), "line")]
+
+    monkeypatch.setattr(bench, "bench_prompts", prompts)
+    args = args_for(tmp_path, requests=1, max_new_tokens=2, methods="ar,ngram",
+                    draft=str(tmp_path / "no-such-draft"))
+    assert bench.run(args) == 0
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert [r["method"] for r in report["results"]] == ["plain AR (ours)", "speculative n-gram"]
+    assert all("error" not in r for r in report["results"]) and "draft_cache" not in report
+
+
 def test_the_benchmark_runs_without_tree_sitter_pygls_rapidfuzz_and_rich(tmp_path):
     """The GPU machine has torch and transformers only: the benchmark's whole path, held-out
     prompt building included, must not need the editor-side packages."""
