@@ -82,7 +82,8 @@ def phases(ar, prompts, drafter, max_new: int) -> dict:
 
 @torch.inference_mode()
 def chunk_replay_ms(engine: StaticModel, reps: int = 20) -> dict:
-    """Device ms of one replay of each prefill chunk graph, queued back to back."""
+    """Device ms of one replay of each prefill chunk graph (the causal one of a prompt's first
+    chunk, and the masked one of later chunks), queued back to back."""
     out = {}
     for (bucket, attend), step in sorted(engine.steps.items()):
         if step.logits or step.graph is None:
@@ -94,7 +95,8 @@ def chunk_replay_ms(engine: StaticModel, reps: int = 20) -> dict:
             step._replay()
         end.record()
         end.synchronize()
-        out[bucket] = start.elapsed_time(end) / reps
+        out[f"{bucket}, causal" if step.causal else f"{bucket}, masked"] = \
+            start.elapsed_time(end) / reps
     return out
 
 
