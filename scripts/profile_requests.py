@@ -85,7 +85,7 @@ def chunk_replay_ms(engine: StaticModel, reps: int = 20) -> dict:
     """Device ms of one replay of each prefill chunk graph (the causal one of a prompt's first
     chunk, and the masked one of later chunks), queued back to back."""
     out = {}
-    for (bucket, attend), step in sorted(engine.steps.items()):
+    for (bucket, _), step in sorted(engine.steps.items()):
         if step.logits or step.graph is None:
             continue
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
