@@ -152,9 +152,8 @@ def run(args) -> int:
                          target=str(folder / "target") if folder else None,
                          diffusion=str(folder / "diffusion") if folder else None)
     chosen = ("speculative", "diffusion") if args.engine == "both" else (args.engine,)
-    workers = getattr(args, "workers", 1)
-    if workers > 1:
-        results = [evaluate_in_processes(config, tasks, e, workers) for e in chosen]
+    if args.workers > 1:
+        results = [evaluate_in_processes(config, tasks, e, args.workers) for e in chosen]
     else:
         engines = Engines(config)
         results = [evaluate(engines, tasks, e) for e in chosen]

@@ -3,10 +3,9 @@ SAFIM-shaped rows (written here, in SAFIM's format) side by side in every settin
 
 import gzip
 import json
+from dataclasses import replace
 
 import pytest
-
-from dataclasses import replace
 
 from infill import autoregressive
 from infill.bench.diffusion import SETTINGS
