@@ -40,12 +40,13 @@ def replay_ms(kv: StaticKV, context: list[int], steps: int = 50) -> float:
     return start.elapsed_time(end) / steps
 
 
-def kernel_table(model, context: list[int], steps: int = 5) -> tuple[list[dict], float]:
+def kernel_table(model, context: list[int], steps: int = 5, **options) -> tuple[list[dict], float]:
     """Kernels of `steps` eager decode steps: per kernel name, calls and device us per step."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = next(model.parameters()).device.type == "cuda"
-    kv = StaticKV(StaticModel(model, graphs=False, static_shapes=True, buckets=(1, 8, 64)))
+    kv = StaticKV(StaticModel(model, graphs=False, static_shapes=True, buckets=(1, 8, 64),
+                              **options))
     with torch.inference_mode():
         kv.prefill(context)
         for _ in range(3):
@@ -70,21 +71,31 @@ def profile_model(name: str, model, vocab: int, context_len: int,
     context = [rng.randrange(vocab) for _ in range(context_len)]
     device = next(model.parameters()).device
     out = {"model": name}
-    variants = [("sdpa", 0, False), ("matmul attention", 32, False)]
+    variants = {  # label: StaticModel options
+        "sdpa": dict(kernels=False, matmul_attention_tokens=0),
+        "matmul attention": dict(kernels=False),
+        "Triton kernels (default)": {},
+        "Triton kernels, stacked MLP": dict(stack_mlp=True),
+    }
     if compile_steps:
-        variants.append(("matmul attention, compiled", 32, True))
-    for label, attention, compiled in variants if device.type == "cuda" else ():
-        kv = StaticKV(StaticModel(model, graphs=True, buckets=(1, 8, 64),
-                                  matmul_attention_tokens=attention, compile_steps=compiled))
-        out[f"graph replay ms, {label}"] = replay_ms(kv, context)
-        out[f"decoding step ms, {label}"] = time_cache(kv, context, 1, 10, 10, device)
+        variants["matmul attention, compiled"] = dict(kernels=False, compile_steps=True)
+    for label, options in variants.items() if device.type == "cuda" else ():
+        try:
+            kv = StaticKV(StaticModel(model, graphs=True, buckets=(1, 8, 64), **options))
+            out[f"graph replay ms, {label}"] = replay_ms(kv, context)
+            out[f"decoding step ms, {label}"] = time_cache(kv, context, 1, 10, 10, device)
+        except Exception as exc:  # one variant failing keeps the others
+            out[f"error, {label}"] = f"{type(exc).__name__}: {exc}"[:300]
+        kv = None
+    rows, total = kernel_table(model, context, kernels=False)
+    out["eager kernels us per step, torch forward"] = total
     rows, total = kernel_table(model, context)
     out["eager kernels us per step"] = total
     out["kernels"] = rows[:30]
     print(f"== {name}")
     for key, value in out.items():
-        if isinstance(value, float):
-            print(f"  {key}: {value:.3f}")
+        if isinstance(value, (float, str)):
+            print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
     print(f"  {'kernel':90s} {'calls':>6s} {'us/step':>9s}")
     for r in rows[:30]:
         print(f"  {r['kernel']:90s} {r['calls_per_step']:6.0f} {r['us_per_step']:9.1f}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from array import array
 import os
 import weakref
 from dataclasses import dataclass
@@ -196,12 +197,13 @@ def _sdpa_attention(q, keys, values, mask, scale):
 
 def _causal_attention(q, keys, values, mask, scale):
     """`_sdpa_attention` over a chunk's own keys under SDPA's causal rule (query i sees keys
-    0..i; `mask` is None): the K/V heads repeated for their query heads, which the causal rule
-    needs (it counts query rows, and grouping puts `group` heads' rows in one)."""
+    0..i; `mask` is None), the query heads in their own rows (the causal rule counts query
+    rows, and grouping puts `group` heads' rows in one) and the K/V heads shared by SDPA's own
+    grouped-query attention (FlashAttention's, on a GPU) rather than repeated per query head."""
     rows, kv_heads, group, t, dim = q.shape
     q = q.reshape(rows, kv_heads * group, t, dim)
-    keys, values = (x.repeat_interleave(group, dim=1) for x in (keys, values))
-    out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, scale=scale)
+    out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, scale=scale,
+                                         enable_gqa=True)
     return out.reshape(rows, kv_heads, group * t, dim)
 
 
@@ -216,11 +218,32 @@ def _matmul_attention(q, keys, values, mask, scale):
     return torch.matmul(probs.to(values.dtype), values)
 
 
+def _load_kernels(device: torch.device, wanted: bool | None):
+    """`speculative.kernels` where the forward should use it, else None. wanted None: on a
+    CUDA device where Triton imports; True: anywhere Triton runs (a CPU needs its interpreter,
+    `TRITON_INTERPRET=1`), else ValueError."""
+    if wanted is False or (wanted is None and device.type != "cuda"):
+        return None
+    try:
+        from speculative import kernels
+    except ImportError as exc:
+        if wanted:
+            raise ValueError(f"Triton kernels unavailable: {exc}") from exc
+        log.info("Triton kernels unavailable (%s): the torch forward", exc)
+        return None
+    interpreted = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+    if device.type != "cuda" and not interpreted:
+        raise ValueError("Triton kernels need a CUDA device (or TRITON_INTERPRET=1)")
+    return kernels
+
+
 def _linear_residual(x, a, weight, bias):
-    """x + a @ weight.T: one kernel (addmm) where there is no bias."""
+    """x + a @ weight.T into x (the residual stream, which nothing else holds): one GEMM
+    accumulating into x where there is no bias. Out of place, cuBLAS first copied x into the
+    result: 56 copies of ~1 us per 1.5B decode step on an H200."""
     if bias is None:
-        return torch.addmm(x, a, weight.t())
-    return x + F.linear(a, weight, bias)
+        return x.addmm_(a, weight.t())
+    return x.add_(F.linear(a, weight, bias))
 
 
 class StaticModel:
@@ -232,7 +255,7 @@ class StaticModel:
                  min_capacity: int = MIN_CAPACITY,
                  matmul_attention_tokens: int = MATMUL_ATTENTION_TOKENS,
                  compile_steps: bool = False, attend_buckets: bool = ATTEND_BUCKETS,
-                 stack_mlp: bool = STACK_MLP):
+                 stack_mlp: bool = STACK_MLP, kernels: bool | None = None):
         """graphs: None (CUDA graphs on a CUDA device), True, False or "emulate";
         static_shapes: pad to buckets and attend over the whole cache even without graphs;
         matmul_attention_tokens: see MATMUL_ATTENTION_TOKENS (0: SDPA always);
@@ -242,7 +265,10 @@ class StaticModel:
         inside a CUDA graph; a compile per bucket at its first use (and after the cache
         grows). Off by default: it gained nothing on an H200 (3.35 against 3.41 ms for a 1.5B
         decode step; `SPECULATIVE_STATIC=compile` turns it on);
-        attend_buckets: see ATTEND_BUCKETS; stack_mlp: see STACK_MLP."""
+        attend_buckets: see ATTEND_BUCKETS; stack_mlp: see STACK_MLP;
+        kernels: the Triton kernels of `speculative.kernels` for RoPE and the cache write,
+        attention of steps of up to `matmul_attention_tokens` tokens, and SiLU * up (None: on
+        a CUDA device where Triton imports; True elsewhere needs `TRITON_INTERPRET=1`)."""
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"static KV cache unsupported: {reason}")
@@ -256,6 +282,7 @@ class StaticModel:
         self.attend_buckets = attend_buckets
         self.stack_mlp = stack_mlp
         self.compile_steps = compile_steps
+        self.kernels_wanted = kernels
         self.owner = None
         self.capacity = 0
         self._build()
@@ -272,6 +299,7 @@ class StaticModel:
         # CUDA graphs by default on a CUDA device; none once the model has moved off one
         self.graphs = cuda if graphs is None or (graphs is True and not cuda) else graphs
         self.static_shapes = bool(self.graphs) or bool(static_shapes)
+        self.kernels = _load_kernels(self.device, self.kernels_wanted)
         self.dtype = model.lm_head.weight.dtype
         first = _layers(model)[0].self_attn
         self.heads = config.num_attention_heads
@@ -392,18 +420,31 @@ class StaticModel:
         single cache) or [layers, rows, 2 * kv_heads, capacity, dim] (a batch cache).
         causal: every row's positions are 0..T-1 (`causal_chunk`): no mask is built."""
         rows, t = positions.shape
-        group = self.heads // self.kv_heads
         flat = positions.reshape(-1)
-        cos, sin = self._rope_rows(cos_table, sin_table, flat)
+        path = self._attention_path(rows * t, causal)
         mask = None
-        if not causal:
+        if path in ("matmul", "sdpa"):
             visible = arange[:attend] <= positions[..., None]  # [rows, T, attend]
             mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
+            group = self.heads // self.kv_heads
             mask = mask.masked_fill(~visible, float("-inf")).repeat(1, group, 1)[:, None]
+        # the kernel reads the tables at each position; the torch path multiplies per token
+        rope = (cos_table, sin_table) if self.kernels else \
+            self._rope_rows(cos_table, sin_table, flat)
         x = F.embedding(ids, self.embed)
         with _attention_backends() if self.device.type == "cuda" else contextlib.nullcontext():
-            x = self._layers(x, flat, rows, cos, sin, mask, attend, kv)
+            x = self._layers(x, flat, rows, rope, mask, attend, kv, path)
         return F.rms_norm(x, (self.hidden,), self.final_norm, self.final_eps)
+
+    def _attention_path(self, tokens: int, causal: bool) -> str:
+        """How a forward of `tokens` tokens attends (static per CUDA graph): a causal chunk
+        within itself; few tokens by the Triton kernel where it runs, else by matmuls (see
+        MATMUL_ATTENTION_TOKENS); more under the mask by SDPA."""
+        if causal:
+            return "causal"
+        if tokens <= self.matmul_attention_tokens:
+            return "kernel" if self.kernels else "matmul"
+        return "sdpa"
 
     def _rope_rows(self, cos_table, sin_table, positions):
         """cos and sin [T, heads + 2 * kv_heads, dim] for the q, k and v heads of each token.
@@ -416,48 +457,60 @@ class StaticModel:
         sin = torch.cat((sin.expand(n, qk, -1), torch.zeros_like(sin).expand(n, v, -1)), 1)
         return cos, sin
 
-    def _layers(self, x, positions, rows, cos, sin, mask, attend: int, kv_cache) -> torch.Tensor:
+    def _rope_and_store(self, qkv, positions, rows, rope, layer_kv, where) -> torch.Tensor:
+        """RoPE on the q and k heads of qkv [n, heads + 2 * kv_heads, dim]; k and v written
+        into this layer's cache at their positions; returns q [n, heads, dim]."""
+        if self.kernels:
+            return self.kernels.rope_store(qkv, *rope, positions, layer_kv,
+                                           qkv.shape[0] // rows, self.heads)
+        cos, sin = rope
+        half = self.head_dim // 2
+        roped = qkv * cos  # q and k rotated, v as it was (see `_rope_rows`)
+        roped.addcmul_(torch.cat((qkv[..., half:], qkv[..., :half]), -1), sin)
+        q, new_kv = roped[:, :self.heads], roped[:, self.heads:]
+        if layer_kv.dim() == 3:  # the single cache
+            layer_kv.index_copy_(1, positions, new_kv.transpose(0, 1))
+        else:  # each row in its own slot
+            layer_kv.scatter_(2, where, new_kv.view(rows, -1, *new_kv.shape[1:]).transpose(1, 2))
+        return q
+
+    def _attend(self, q, layer_kv, positions, rows, mask, attend: int, path: str,
+                scaling: float) -> torch.Tensor:
+        """Attention of q [n, heads, dim] over this layer's cache: [n, heads * dim]."""
+        if path == "kernel":
+            return self.kernels.attend(q, layer_kv, positions, rows, attend, scaling)
+        n, heads, kv_heads, dim = q.shape[0], self.heads, self.kv_heads, self.head_dim
+        t, group = n // rows, heads // kv_heads
+        # [rows, 2 * kv_heads, attend, dim]; a causal chunk's own keys are its first `attend`
+        layer_kv = layer_kv[None, :, :attend] if layer_kv.dim() == 3 else layer_kv[:, :, :attend]
+        keys, values = layer_kv[:, :kv_heads], layer_kv[:, kv_heads:]
+        # grouped-query attention without copying K/V per head: the `group` query heads
+        # that share a KV head become `group` times as many query rows
+        q = q.reshape(rows, t, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
+        attention = {"causal": _causal_attention, "matmul": _matmul_attention,
+                     "sdpa": _sdpa_attention}[path]
+        a = attention(q, keys, values, mask, scaling)
+        return a.reshape(rows, kv_heads, group, t, dim).permute(0, 3, 1, 2, 4).reshape(n, -1)
+
+    def _layers(self, x, positions, rows, rope, mask, attend: int, kv_cache, path: str
+                ) -> torch.Tensor:
         """x: [rows * T, hidden], row-major; positions: [rows * T]."""
-        n, heads, kv_heads, dim = x.shape[0], self.heads, self.kv_heads, self.head_dim
-        t, group, half = n // rows, heads // kv_heads, dim // 2
-        single = kv_cache.dim() == 4
-        if not single:  # where each row's K/V go in its own slot
-            where = positions.view(rows, 1, t, 1).expand(rows, 2 * kv_heads, t, dim)
-        # static per CUDA graph: a causal chunk (no mask), few tokens by matmuls, else SDPA
-        if mask is None:
-            attention = _causal_attention
-        elif n <= self.matmul_attention_tokens:
-            attention = _matmul_attention
-        else:
-            attention = _sdpa_attention
+        n, kv_heads, dim = x.shape[0], self.kv_heads, self.head_dim
+        where = None
+        if kv_cache.dim() == 5 and not self.kernels:  # where each row's K/V go in its slot
+            where = positions.view(rows, 1, -1, 1).expand(rows, 2 * kv_heads, -1, dim)
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
-            qkv = F.linear(h, w.qkv, w.qkv_bias).view(n, heads + 2 * kv_heads, dim)
-            roped = qkv * cos  # q and k rotated, v as it was (see `_rope_rows`)
-            roped.addcmul_(torch.cat((qkv[..., half:], qkv[..., :half]), -1), sin)
-            q, new_kv = roped[:, :heads], roped[:, heads:]
-            if single:
-                kv_cache[i].index_copy_(1, positions, new_kv.transpose(0, 1))
-                layer_kv = kv_cache[i, None, :, :attend]
-            else:
-                kv_cache[i].scatter_(2, where, new_kv.view(rows, t, -1, dim).transpose(1, 2))
-                layer_kv = kv_cache[i, :, :, :attend]
-            if mask is None:  # the chunk's own K/V: [rows, 2 * kv_heads, T, dim]
-                layer_kv = new_kv.reshape(rows, t, 2 * kv_heads, dim).transpose(1, 2)
-            keys, values = layer_kv[:, :kv_heads], layer_kv[:, kv_heads:]
-            # grouped-query attention without copying K/V per head: the `group` query heads
-            # that share a KV head become `group` times as many query rows
-            q = q.reshape(rows, t, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
-            a = attention(q, keys, values, mask, w.scaling)
-            a = a.reshape(rows, kv_heads, group, t, dim).permute(0, 3, 1, 2, 4)
-            a = a.reshape(n, heads * dim)
+            qkv = F.linear(h, w.qkv, w.qkv_bias).view(n, self.heads + 2 * kv_heads, dim)
+            q = self._rope_and_store(qkv, positions, rows, rope, kv_cache[i], where)
+            a = self._attend(q, kv_cache[i], positions, rows, mask, attend, path, w.scaling)
             x = _linear_residual(x, a, w.o, w.o_bias)
             h = F.rms_norm(x, (self.hidden,), w.post_norm, w.post_eps)
             if w.gate_up is not None:
                 gate, up = F.linear(h, w.gate_up, w.gate_up_bias).split(w.gate.shape[0], -1)
             else:
                 gate, up = F.linear(h, w.gate, w.gate_bias), F.linear(h, w.up, w.up_bias)
-            a = F.silu(gate).mul_(up)
+            a = self.kernels.silu_mul(gate, up) if self.kernels else F.silu(gate).mul_(up)
             x = _linear_residual(x, a, w.down, w.down_bias)
         return x
 
@@ -545,6 +598,13 @@ class StaticModel:
         self.steps = steps
 
 
+def _ids_tensor(ids: array) -> torch.Tensor:
+    """A CPU tensor over the ids' buffer: for a 1,024-token prompt chunk, 20 us on this
+    project's CPU machine against 157 us for torch.tensor of the list (a step's host time is
+    on every request's critical path)."""
+    return torch.frombuffer(ids, dtype=torch.long)
+
+
 class _Step:
     """One static-shape step: `bucket` tokens and the start position in one input buffer (one
     host-to-device copy), a CUDA graph replay where captured, else the same function eagerly."""
@@ -589,8 +649,10 @@ class _Step:
         self.graph, self.output = graph, output
 
     def __call__(self, ids: list[int], start: int) -> torch.Tensor:
-        padded = list(ids) + [0] * (self.bucket - len(ids)) + [start]
-        self.input.copy_(torch.tensor(padded), non_blocking=True)
+        padded = array("q", ids)
+        padded.extend([0] * (self.bucket - len(ids)))
+        padded.append(start)
+        self.input.copy_(_ids_tensor(padded), non_blocking=True)
         return self._replay()
 
     def _replay(self) -> torch.Tensor:
@@ -765,7 +827,7 @@ class _RowStep(_Step):
         return batch.engine.logits(hidden)
 
     def __call__(self, inputs: list[int]) -> torch.Tensor:
-        self.input.copy_(torch.tensor(inputs), non_blocking=True)
+        self.input.copy_(_ids_tensor(array("q", inputs)), non_blocking=True)
         return self._replay()
 
 
@@ -856,6 +918,7 @@ MODE_OPTIONS = {  # SPECULATIVE_STATIC's words
     "compile": {"compile_steps": True},  # compiled decode/verify steps
     "attend": {"attend_buckets": True},  # see ATTEND_BUCKETS
     "stack": {"stack_mlp": True},  # see STACK_MLP
+    "nokernels": {"kernels": False},  # the torch forward on CUDA too (see speculative.kernels)
 }
 
 

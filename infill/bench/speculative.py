@@ -82,6 +82,8 @@ def describe_cache(kv) -> str:
         mode = {True: "CUDA graphs", False: "eager", "emulate": "emulated graphs"}[engine.graphs]
         if engine.static_shapes and not engine.graphs:
             mode += ", static shapes"  # a failed capture falls back to this
+        if engine.kernels:
+            mode += ", Triton kernels"
         return f"static ({mode})"
     return "HF DynamicCache"
 
@@ -385,10 +387,13 @@ def bench_shape(name: str, device: torch.device, dtype: torch.dtype, args) -> di
     if device.type == "cuda":
         makers["static + CUDA graphs"] = lambda: StaticKV(
             StaticModel(model, graphs=True, buckets=buckets))
+        # the torch forward instead of the Triton kernels (speculative.kernels), side by side
+        makers["static + CUDA graphs, no Triton kernels"] = lambda: StaticKV(StaticModel(
+            model, graphs=True, buckets=buckets, kernels=False))
         # the few-token steps' attention through SDPA instead of the default matmuls, side by
         # side (speculative.static.MATMUL_ATTENTION_TOKENS)
         makers["static + CUDA graphs, SDPA attention"] = lambda: StaticKV(StaticModel(
-            model, graphs=True, buckets=buckets, matmul_attention_tokens=0))
+            model, graphs=True, buckets=buckets, matmul_attention_tokens=0, kernels=False))
         # graphs per attended length, not the whole cache (speculative.static.ATTEND_BUCKETS)
         makers["static + CUDA graphs, attend buckets"] = lambda: StaticKV(StaticModel(
             model, graphs=True, buckets=buckets, attend_buckets=True))
