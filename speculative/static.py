@@ -9,6 +9,10 @@ RMSNorm, RoPE from the model's own rotary module (so rope_theta and static rope 
 checkpoint's), attention over the cache with an explicit mask (a key is visible to a query when
 its position is <= the query's), tied or untied lm_head.
 
+On a CUDA device three groups of a layer's small kernels run as Triton kernels
+(`speculative.kernels`): RoPE with the cache write, the attention of steps of few tokens, and
+SiLU * up; elsewhere (and with `kernels=False`) the same computation runs as torch ops.
+
 Two ways to run a step over the same code:
 - eager, any device: the inputs have their real length and attention reads the cache up to the
   last written position (the CPU default);
@@ -56,7 +60,10 @@ MIN_CAPACITY = 1024
 # few queries, a handful of blocks on a GPU of 132 SMs, where cuBLAS spreads q @ K^T over the
 # keys. Measured on an H200 (BENCHMARKS.md, 2026-11-29): a Qwen2.5-Coder-1.5B decode step
 # 2.86 ms against 3.50 ms with SDPA, 7B 5.80 against 6.40; on this CPU the shipped target's
-# decode step is 4% faster too. 32 covers decode, verify and batches of up to 32 rows.
+# decode step is 4% faster too. 32 covers decode, verify and batches of up to 32 rows. Where
+# the Triton kernels run, these steps take `kernels.attend` instead (split over the keys, the
+# slices past the last query skipped): 1.91 against 2.83 ms for that 1.5B step, with the other
+# kernels (BENCHMARKS.md, seventh session).
 MATMUL_ATTENTION_TOKENS = 32
 # Under static shapes a step attends over the whole cache, 2,048 positions for a 512-token
 # context: the attention of a Qwen2.5-Coder-1.5B decode step cost about 0.7 ms of its 2.8 on an
