@@ -213,3 +213,17 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     _silu_mul_kernel[(n, triton.cdiv(width, block))](gate, up, out, width, gate.stride(0),
                                                      BLOCK=block)
     return out
+
+
+def check(device: torch.device, dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> None:
+    """Launch each kernel once on two tokens of a model's head shape: a GPU or driver that
+    Triton cannot compile for fails here, when an engine is built, rather than in a request."""
+    qkv = torch.zeros(2, heads + 2 * kv_heads, dim, dtype=dtype, device=device)
+    table = torch.ones(4, dim, dtype=dtype, device=device)
+    positions = torch.arange(2, device=device)
+    cache = torch.zeros(2 * kv_heads, 4, dim, dtype=dtype, device=device)
+    q = rope_store(qkv, table, table, positions, cache, 2, heads)
+    attend(q, cache, positions, 1, 4, 1.0)
+    silu_mul(qkv[:, 0], qkv[:, 1])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from array import array
 import os
 import weakref
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -225,22 +225,26 @@ def _matmul_attention(q, keys, values, mask, scale):
     return torch.matmul(probs.to(values.dtype), values)
 
 
-def _load_kernels(device: torch.device, wanted: bool | None):
-    """`speculative.kernels` where the forward should use it, else None. wanted None: on a
-    CUDA device where Triton imports; True: anywhere Triton runs (a CPU needs its interpreter,
-    `TRITON_INTERPRET=1`), else ValueError."""
+def _load_kernels(engine: "StaticModel", wanted: bool | None):
+    """`speculative.kernels` where the engine's forward should use it, else None. wanted None:
+    on a CUDA device where Triton imports and compiles the kernels (`kernels.check`); True:
+    anywhere Triton runs (a CPU needs its interpreter, `TRITON_INTERPRET=1`), else
+    ValueError."""
+    device = engine.device
     if wanted is False or (wanted is None and device.type != "cuda"):
-        return None
-    try:
-        from speculative import kernels
-    except ImportError as exc:
-        if wanted:
-            raise ValueError(f"Triton kernels unavailable: {exc}") from exc
-        log.info("Triton kernels unavailable (%s): the torch forward", exc)
         return None
     interpreted = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
     if device.type != "cuda" and not interpreted:
         raise ValueError("Triton kernels need a CUDA device (or TRITON_INTERPRET=1)")
+    try:
+        from speculative import kernels
+
+        kernels.check(device, engine.dtype, engine.heads, engine.kv_heads, engine.head_dim)
+    except Exception as exc:  # no Triton, or none for this GPU: the torch forward
+        if wanted:
+            raise ValueError(f"Triton kernels unavailable: {exc}") from exc
+        log.warning("Triton kernels unavailable (%s): the torch forward", exc)
+        return None
     return kernels
 
 
@@ -306,12 +310,12 @@ class StaticModel:
         # CUDA graphs by default on a CUDA device; none once the model has moved off one
         self.graphs = cuda if graphs is None or (graphs is True and not cuda) else graphs
         self.static_shapes = bool(self.graphs) or bool(static_shapes)
-        self.kernels = _load_kernels(self.device, self.kernels_wanted)
         self.dtype = model.lm_head.weight.dtype
         first = _layers(model)[0].self_attn
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = first.q_proj.out_features // self.heads
+        self.kernels = _load_kernels(self, self.kernels_wanted)
         self.hidden = config.hidden_size
         with torch.inference_mode():
             self.layers = [self._layer(layer) for layer in _layers(model)]
@@ -581,6 +585,15 @@ class StaticModel:
             return bucket, 0
         return bucket, next(a for a in self.attend_lengths[bucket] if a >= at + bucket)
 
+    def drop_kernels(self, exc: Exception) -> bool:
+        """After a step failed: if the Triton kernels were on, turn them off (a GPU or driver
+        Triton cannot compile for) and say so; the caller runs the torch forward instead."""
+        if self.kernels is None:
+            return False
+        log.warning("Triton kernels failed (%s); the torch forward instead", exc)
+        self.kernels = None
+        return True
+
     def _prepare_steps(self) -> None:
         # per bucket, once per capture rather than at every step (`_step_key`)
         self.attend_lengths = {b: self._attend_sizes(b) for b in self.buckets}
@@ -596,6 +609,8 @@ class StaticModel:
                     for key in sorted(steps, reverse=True):  # the largest first: one pool
                         steps[key].capture(pool)
             except Exception as exc:  # run the same steps eagerly rather than fail a request
+                if self.drop_kernels(exc):
+                    return self._prepare_steps()
                 log.warning("CUDA graph capture failed (%s); static shapes without graphs", exc)
                 self.graphs = False
                 steps = {k: _Step(self, s.bucket, s.logits, s.attend, s.causal)
@@ -808,6 +823,9 @@ class StaticBatch:
                 torch.cuda.synchronize(self.device)
             return step
         except Exception as exc:  # run the same step eagerly rather than fail a batch
+            if self.engine.drop_kernels(exc):
+                self.steps = {}  # captured with the kernels: capture again without them
+                return self._capture(bucket)
             log.warning("CUDA graph capture of %d rows failed (%s); static shapes without "
                         "graphs", bucket, exc)
             self.graphs = False

@@ -134,11 +134,11 @@ def test_forward_with_kernels_gives_hf_logits(name, mode):
 
 
 def test_steps_of_few_tokens_attend_by_the_kernel(monkeypatch):
+    model = on_device(qwen2(seed=15, num_key_value_heads=2))
+    kv = StaticKV(StaticModel(model, graphs=False, kernels=True, matmul_attention_tokens=8))
     calls = []
     real = kernels.attend
     monkeypatch.setattr(kernels, "attend", lambda q, *a: calls.append(q.shape[0]) or real(q, *a))
-    model = on_device(qwen2(seed=15, num_key_value_heads=2))
-    kv = StaticKV(StaticModel(model, graphs=False, kernels=True, matmul_attention_tokens=8))
     kv.feed(list(range(40)))  # a causal chunk: not the kernel
     kv.feed(list(range(8)))  # 8 tokens: the kernel, once per layer
     kv.feed(list(range(9)))  # 9: SDPA under the mask
@@ -176,3 +176,34 @@ def test_kernels_on_a_cpu_need_the_interpreter(monkeypatch):
     with pytest.raises(ValueError, match="CUDA device"):
         StaticModel(qwen2(), graphs=False, kernels=True)
     assert StaticModel(qwen2(), graphs=False).kernels is None  # not by default on a CPU
+
+
+def test_kernels_that_fail_give_way_to_the_torch_forward(monkeypatch):
+    """Kernels Triton cannot compile (a GPU or driver it does not support) fail when the
+    engine is built, which then runs the torch forward; a failure at a step's capture turns
+    them off and captures again. Single cache and batch cache alike."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image for this device")
+
+    model = on_device(qwen2(seed=41))
+    ids = random.Random(4).choices(range(48), k=20)
+    reference = hf_logits(model, ids)
+    emulated = dict(graphs="emulate", buckets=(1, 4, 64), min_capacity=16)
+    monkeypatch.setattr(kernels, "silu_mul", broken)  # at build time
+    with pytest.raises(ValueError, match="no kernel image"):
+        StaticModel(model, **emulated, kernels=True)  # asked for: an error
+    engine = StaticModel(model, **emulated, kernels=None)
+    if DEVICE.type == "cuda":  # on a CPU the default is off anyway
+        assert engine.kernels is None
+    close(StaticKV(engine).feed(ids), reference)
+    monkeypatch.undo()
+    engine = StaticModel(model, **emulated, kernels=True)
+    monkeypatch.setattr(kernels, "rope_store", broken)  # at the first capture
+    close(StaticKV(engine).feed(ids), reference)
+    assert engine.kernels is None
+    monkeypatch.undo()
+    batch = StaticModel(model, graphs="emulate", kernels=True).rows()
+    batch.start([ids[:10], ids[:5]], room=1)
+    monkeypatch.setattr(kernels, "attend", broken)  # at the batch step's capture
+    close(batch.step([ids[10], ids[5]])[0], reference[10])
+    assert batch.engine.kernels is None and batch.graphs == "emulate"
