@@ -23,15 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infill.bench.speculative import bench_prompts  # noqa: E402
+from infill.bench.speculative import _sync as sync, bench_prompts  # noqa: E402
 from speculative.decode import Decoder  # noqa: E402
 from speculative.drafters import NgramDrafter  # noqa: E402
 from speculative.static import StaticKV, StaticModel, engine_for  # noqa: E402
-
-
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class TimedKV:

@@ -182,19 +182,18 @@ def attend(q: torch.Tensor, layer_kv: torch.Tensor, positions: torch.Tensor, row
     n, heads, dim = q.shape
     kv_heads = layer_kv.shape[-3] // 2
     t, group = n // rows, heads // kv_heads
-    block_m = QUERY_ROWS
-    blocks = triton.cdiv(t * group, block_m)
+    blocks = triton.cdiv(t * group, QUERY_ROWS)
     split = BLOCK_N * triton.cdiv(triton.cdiv(attend, BLOCK_N), MAX_SPLITS)
     pieces = triton.cdiv(attend, split)
     block_d = _block_d(dim)
-    padded_rows = blocks * block_m
+    padded_rows = blocks * QUERY_ROWS
     stats = torch.empty(2, rows * kv_heads * pieces * padded_rows, dtype=torch.float32,
                         device=q.device)
     part = torch.empty(stats.shape[1], block_d, dtype=torch.float32, device=q.device)
     _attend_kernel[(rows * kv_heads, blocks, pieces)](
         q, layer_kv, positions, part, stats[0], stats[1], t, attend, split, scale,
         *_cache_strides(layer_kv), padded_rows,
-        HEADS=heads, KV_HEADS=kv_heads, DIM=dim, BLOCK_D=block_d, BLOCK_M=block_m,
+        HEADS=heads, KV_HEADS=kv_heads, DIM=dim, BLOCK_D=block_d, BLOCK_M=QUERY_ROWS,
         BLOCK_N=BLOCK_N)
     out = torch.empty(n, heads * dim, dtype=q.dtype, device=q.device)
     _combine_kernel[(rows * kv_heads, t * group)](

@@ -189,9 +189,8 @@ def run_completions(args, save=lambda report: None) -> dict:
     from infill.models.loading import DEFAULT_MODELS, load_ar
 
     target = load_ar(args.target or DEFAULT_MODELS["target"], args.device, args.dtype)
-    wanted = {METHODS[k.strip()] for k in args.methods.split(",") if k.strip() in METHODS}
-    if args.methods == "all":
-        wanted = set(METHODS.values())
+    wanted = set(METHODS.values()) if args.methods == "all" else \
+        {METHODS[k.strip()] for k in args.methods.split(",") if k.strip() in METHODS}
     draft = None  # loaded only for the methods that use it
     if wanted & DRAFT_METHODS:
         draft = load_ar(args.draft or DEFAULT_MODELS["draft"], args.device, args.dtype)

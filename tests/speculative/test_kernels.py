@@ -16,14 +16,9 @@ from speculative.decode import Decoder  # noqa: E402
 from speculative.drafters import NgramDrafter  # noqa: E402
 from speculative.static import StaticBatch, StaticKV, StaticModel  # noqa: E402
 
-from test_static import PROMPTS, close, llama, qwen2, sharp  # noqa: E402
+from test_static import PROMPTS, close, hf_logits, llama, qwen2, sharp  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def hf_logits(model, ids):
-    with torch.no_grad():
-        return model(torch.tensor([ids], device=model.device)).logits[0]
 
 
 def on_device(model):

@@ -68,7 +68,7 @@ MODES = {
 
 def hf_logits(model, ids):
     with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0]
+        return model(torch.tensor([ids], device=model.device)).logits[0]
 
 
 def close(a, b):
