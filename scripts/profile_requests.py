@@ -52,6 +52,11 @@ class TimedKV:
         self.feed_ms.append(ms)
         return out
 
+    def feed_argmax(self, ids):
+        out, ms = self._timed(self.kv.feed_argmax, ids)
+        self.feed_ms.append(ms)
+        return out
+
     def rollback(self, length):
         self.kv.rollback(length)
 

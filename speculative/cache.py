@@ -50,6 +50,10 @@ class PrefixKV:
         self.ids = self.ids + list(ids)
         return logits
 
+    def feed_argmax(self, ids: list[int]) -> list[int]:
+        """Append ids; returns the argmax token at each of their positions (greedy decoding)."""
+        return self.feed(ids).argmax(-1).tolist()
+
     def prefill(self, prompt: list[int]) -> tuple[torch.Tensor, int]:
         """Logits after the whole prompt, and how many prompt tokens were reused from the cache."""
         reuse = min(common_prefix(self.ids, prompt), len(prompt) - 1)

@@ -67,6 +67,9 @@ class Decoder:
         if is_cancelled and is_cancelled():
             raise Cancelled()
         logits, reused = self.kv.prefill(prompt_ids)
+        context = list(prompt_ids)  # and the tokens taken: what the drafter sees, grown in place
+        if drafter is not None and hasattr(drafter, "prepare"):
+            drafter.prepare(context)  # while the GPU runs the prefill
         if greedy:
             pending = int(logits.argmax())
         else:
@@ -79,6 +82,7 @@ class Decoder:
                 result.stopped_by = "stop_token"
                 return True
             result.tokens.append(token)
+            context.append(token)
             if stop_rule and stop_rule(result.tokens):
                 result.stopped_by = "stop_rule"
                 return True
@@ -93,13 +97,14 @@ class Decoder:
             draft = Draft([], None)
             if drafter is not None:
                 extra = {"free_k": min(FREE_DRAFT, room)} if self.wide_verify else {}
-                draft = drafter.propose(prompt_ids + result.tokens, min(lengths.k, room),
+                draft = drafter.propose(context, min(lengths.k, room),
                                         temperature, top_p, generator, **extra)
-            logits = self.kv.feed([pending] + draft.tokens)
             result.forwards += 1
-            if greedy:
-                n, pending = accept_greedy(logits.argmax(-1).tolist(), draft.tokens)
+            if greedy:  # only the argmax ids come back from the device
+                n, pending = accept_greedy(self.kv.feed_argmax([pending] + draft.tokens),
+                                           draft.tokens)
             else:
+                logits = self.kv.feed([pending] + draft.tokens)
                 p = probabilities(logits, temperature, top_p)
                 n, pending = accept_drafts(p, draft.tokens, draft.q, generator, greedy)
             self.kv.rollback(len(prompt_ids) + len(result.tokens) + n)

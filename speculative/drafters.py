@@ -9,12 +9,16 @@
 - `AdaptiveLength`: the draft length follows the acceptance history.
 
 `propose(context, k, ..., free_k=None)`: k bounds a draft that costs forwards; `free_k`, when
-the caller gives it, bounds one that does not (an n-gram draft), which may then be longer.
+the caller gives it, bounds one that does not (an n-gram draft), which may then be longer. A
+decoder passes the same context list at every round, grown in place by the tokens it accepted
+(the n-gram index then extends rather than rescans), and may call `prepare(context)` first,
+while the target's prefill runs.
 """
 
 from __future__ import annotations
 
-from array import array
+import threading
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
@@ -44,33 +48,46 @@ class NgramDrafter:
 
     def __init__(self, max_ngram: int = 8, min_ngram: int = 1, candidates: int = 32):
         self.max_ngram, self.min_ngram, self.candidates = max_ngram, min_ngram, candidates
+        self._local = threading.local()  # each thread's index (`_Index`) of its last context
+
+    def prepare(self, context: list[int]) -> None:
+        """Index a context ahead of the first `propose` (the decoder calls it while the
+        target's prefill runs on the GPU)."""
+        self._index_of(context)
 
     def propose(self, context: list[int], k: int, temperature: float = 0.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None, free_k: int | None = None) -> Draft:
         k = k if free_k is None else free_k
         if k <= 0 or len(context) < 2:
             return Draft([], None)
-        # the search runs in C over the ids' bytes: it is on every round's critical path
-        try:
-            data = array("I", context).tobytes()
-        except OverflowError:  # ids beyond 32 bits: a slower scan
-            data = None
+        where = self._index_of(context).where
         for skip in (0, 1):  # skip = 1: the last token taken for a changed one
-            starts = self._matches(context, data, skip)
+            starts = self._matches(context, where, skip)
             if starts:
                 return Draft(self._vote(context, starts, k), None)
         return Draft([], None)
 
-    def _matches(self, context: list[int], data: bytes | None, skip: int) -> dict[int, int]:
+    def _index_of(self, context: list[int]) -> "_Index":
+        """The positions of each token of `context`: the same list object grown since the last
+        call (a decoder appends the tokens it accepts) extends the index; another starts a new
+        one. It is on every round's critical path: no rescan of the context."""
+        index = getattr(self._local, "index", None)
+        if index is None or index.context is not context or len(context) < index.length:
+            index = self._local.index = _Index(context)
+        index.extend()
+        return index
+
+    def _matches(self, context: list[int], where: dict[int, list[int]], skip: int
+                 ) -> dict[int, int]:
         """{where the continuation starts: weight}, latest first, for the occurrences of
         context[-1 - skip] before it."""
         end = len(context) - 1 - skip  # the matched tail is context[:end + 1]
         if end < 1:
             return {}
-        found = (_occurrences(data, end) if data is not None else
-                 (s for s in range(end - 1, -1, -1) if context[s] == context[end]))
         starts = {}
-        for at in found:
+        for at in reversed(where[context[end]]):
+            if at >= end:  # the tail itself (and, skipping, the token after it)
+                continue
             length = 1
             while (length < self.max_ngram and length <= at
                    and context[at - length] == context[end - length]):
@@ -100,17 +117,18 @@ class NgramDrafter:
         return draft
 
 
-def _occurrences(data: bytes, end: int):
-    """Token indices before `end` where the token at `end` occurs (data: the ids as 4-byte
-    words), latest first; the search runs in C (bytes.rfind), skipping unaligned matches."""
-    tail, stop = data[4 * end:4 * end + 4], 4 * end
-    while True:
-        at = data.rfind(tail, 0, stop)
-        if at < 0:
-            return
-        if at % 4 == 0:
-            yield at // 4
-        stop = at + 3  # look further left (an unaligned match may hide an aligned one)
+class _Index:
+    """Where each token of a growing context occurs: {token: its positions, ascending}."""
+
+    def __init__(self, context: list[int]):
+        self.context, self.length = context, 0
+        self.where: dict[int, list[int]] = defaultdict(list)
+
+    def extend(self) -> None:
+        where, context = self.where, self.context
+        for at in range(self.length, len(context)):
+            where[context[at]].append(at)
+        self.length = len(context)
 
 
 class ModelDrafter:
@@ -149,6 +167,9 @@ class ModelDrafter:
 class CombinedDrafter:
     def __init__(self, ngram: NgramDrafter, model: ModelDrafter):
         self.ngram, self.model = ngram, model
+
+    def prepare(self, context: list[int]) -> None:
+        self.ngram.prepare(context)
 
     def propose(self, context, k, temperature=0.0, top_p=1.0, generator=None,
                 free_k=None) -> Draft:

@@ -544,13 +544,7 @@ class StaticModel:
         largest = self.buckets[-1]
         chunks = [(ids[i: i + largest], start + i) for i in range(0, n, largest)]
         buckets = [next(b for b in self.buckets if b >= len(chunk)) for chunk, _ in chunks]
-        needed = max(at + bucket for (_, at), bucket in zip(chunks, buckets))  # padding included
-        if needed > self.capacity:
-            # a new cache is captured again; room past `needed` for the capture's warm-up runs,
-            # which write K/V at the very end of the cache
-            self._ensure_capacity(needed + largest)
-        if not self.steps:
-            self._prepare_steps()
+        self._ready(max(at + bucket for (_, at), bucket in zip(chunks, buckets)))
         out = []
         for (chunk, at), bucket in zip(chunks, buckets):
             step = self.steps[self._step_key(bucket, at)]
@@ -561,6 +555,31 @@ class StaticModel:
             else:
                 out.append(result if step.logits else self.logits(result))
         return torch.cat(out) if len(out) > 1 else out[0].clone()
+
+    def _ready(self, needed: int) -> None:
+        """Static shapes: room for positions up to `needed` (padding included) and the steps
+        captured."""
+        if needed > self.capacity:
+            # a new cache is captured again; room past `needed` for the capture's warm-up runs,
+            # which write K/V at the very end of the cache
+            self._ensure_capacity(needed + self.buckets[-1])
+        if not self.steps:
+            self._prepare_steps()
+
+    @torch.inference_mode()
+    def run_argmax(self, ids: list[int], start: int) -> list[int]:
+        """The argmax of `run(ids, start)` at each position (greedy decoding). A decode or
+        verify step's graph computes it: a few ids come back to the host, with no launch of a
+        copy of the logits and of an argmax kernel after the step (two of a greedy round's
+        ~three host round trips to the GPU driver)."""
+        n = len(ids)
+        if self.static_shapes and 0 < n <= LOGIT_BUCKETS[-1] and not self.causal_chunk(start, n):
+            bucket = next(b for b in self.buckets if b >= n)
+            self._ready(start + bucket)
+            step = self.steps[self._step_key(bucket, start)]
+            if step.logits:
+                return step.argmax(ids, start)
+        return self.run(ids, start).argmax(-1).tolist()
 
     def rows(self) -> "StaticBatch":
         """This model's batch cache (one per model, so its steps are captured once)."""
@@ -636,7 +655,7 @@ class _Step:
         self.engine, self.bucket, self.logits, self.attend = engine, bucket, logits, attend
         self.causal = causal  # a prompt's first chunk, at position 0 (`causal_chunk`)
         self.input = torch.zeros(bucket + 1, dtype=torch.long, device=engine.device)
-        self.graph = self.output = None
+        self.graph = self.output = self.best = None  # best: the argmax ids of a logits step
 
     def _park(self) -> None:
         """Warm-up and capture write K/V at the end of the cache, where no real token is yet
@@ -651,24 +670,29 @@ class _Step:
         hidden = forward(self.input[:-1], self.input[-1:], self.attend, self.causal)
         return engine.logits(hidden) if self.logits else hidden
 
+    def _outputs(self) -> tuple[torch.Tensor, ...]:
+        """What a replay refills: the output, and for a logits step its argmax ids."""
+        output = self._run()
+        return (output, output.argmax(-1)) if self.logits else (output,)
+
     def capture(self, pool) -> None:
         self._park()
         if self.engine.graphs == "emulate":
             for _ in range(2):
                 self._run()
-            self.graph = _EagerGraph(self._run)
-            self.output = self.graph.output
+            self.graph = _EagerGraph(self._outputs)
+            self.output, self.best = (self.graph.outputs + (None,))[:2]
             return
         stream = torch.cuda.Stream(self.engine.device)
         stream.wait_stream(torch.cuda.current_stream(self.engine.device))
         with torch.cuda.stream(stream):  # warm up on a side stream, as PyTorch's docs say
             for _ in range(2):
-                self._run()
+                self._outputs()
         torch.cuda.current_stream(self.engine.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-            output = self._run()
-        self.graph, self.output = graph, output
+            outputs = self._outputs()
+        self.graph, (self.output, self.best) = graph, (outputs + (None,))[:2]
 
     def __call__(self, ids: list[int], start: int) -> torch.Tensor:
         padded = array("q", ids)
@@ -683,6 +707,12 @@ class _Step:
             return self._run()
         self.graph.replay()
         return self.output
+
+    def argmax(self, ids: list[int], start: int) -> list[int]:
+        """The argmax ids at the positions of `ids` (a logits step)."""
+        logits = self(ids, start)
+        best = self.best if self.graph is not None else logits.argmax(-1)
+        return best[: len(ids)].tolist()
 
 
 class StaticBatch:
@@ -857,14 +887,20 @@ class _RowStep(_Step):
 
 
 class _EagerGraph:
-    """A CUDA graph's contract without CUDA: replay refills the same output tensor."""
+    """A CUDA graph's contract without CUDA: replay refills the same output tensors."""
 
     def __init__(self, run):
+        """run: returns a tensor, or a tuple of them."""
         self.run = run
-        self.output = run()
+        outputs = run()
+        self.single = isinstance(outputs, torch.Tensor)
+        self.outputs = (outputs,) if self.single else outputs
+        self.output = self.outputs[0]
 
     def replay(self) -> None:
-        self.output.copy_(self.run())
+        fresh = self.run()
+        for output, new in zip(self.outputs, (fresh,) if self.single else fresh):
+            output.copy_(new)
 
 
 def _observed(model) -> bool:
@@ -902,13 +938,26 @@ class StaticKV:
         if self.active is not None:
             logits = self.active.feed(ids)
             return logits[-1:] if rows == "last" else logits
+        self._own()
+        logits = self.engine.run(list(ids), len(self.ids), rows)
+        self.ids.extend(ids)
+        return logits
+
+    def _own(self) -> None:
         if self.engine.owner is not self:  # another cache of this model wrote over ours
             self.engine.owner = self
             if self.ids:
                 self.engine.run(self.ids, 0, "last")
-        logits = self.engine.run(list(ids), len(self.ids), rows)
+
+    def feed_argmax(self, ids: list[int]) -> list[int]:
+        """Append ids; returns the argmax token at each of their positions (greedy decoding;
+        `StaticModel.run_argmax`)."""
+        if self.active is not None:
+            return self.active.feed_argmax(ids)
+        self._own()
+        best = self.engine.run_argmax(list(ids), len(self.ids))
         self.ids.extend(ids)
-        return logits
+        return best
 
     def prefill(self, prompt: list[int]) -> tuple[torch.Tensor, int]:
         """Logits after the whole prompt, and how many prompt tokens were reused from the cache."""

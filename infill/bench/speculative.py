@@ -351,7 +351,7 @@ def time_cache(kv, context: list[int], tokens: int, reps: int, block: int,
 
     def run_block():
         for _ in range(block):
-            int(kv.feed(feed)[-1].argmax())
+            kv.feed_argmax(feed)[-1]
 
     with torch.inference_mode():
         kv.prefill(context)

@@ -90,3 +90,45 @@ def test_free_k_bounds_the_draft_instead_of_k():
     assert drafter.propose(context, 2).tokens == [1, 2]
     assert drafter.propose(context, 2, free_k=15).tokens == list(range(1, 16))
     assert drafter.propose(context, 2, free_k=0).tokens == []
+
+
+def test_a_context_grown_in_place_drafts_as_a_fresh_one():
+    # a decoder passes one list and appends what it accepts: the index extends, never goes stale
+    rng = random.Random(2)
+    drafter = NgramDrafter()
+    context = [rng.randrange(5) for _ in range(30)]
+    drafter.prepare(context)
+    for _ in range(60):
+        k = rng.randint(1, 12)
+        assert drafter.propose(context, k).tokens == reference(list(context), k)
+        context.extend(rng.randrange(5) for _ in range(rng.randint(1, 3)))
+
+
+def test_another_or_shortened_context_is_indexed_afresh():
+    drafter = NgramDrafter()
+    first = [1, 2, 3, 9, 1, 2]
+    assert drafter.propose(first, 3).tokens == [3, 9, 1]
+    del first[2:]  # the same list, shorter (rolled back): indexed again, not read stale
+    first.extend([4, 1, 2])
+    assert drafter.propose(first, 3).tokens == [4, 1, 2]
+    other = [1, 2, 5, 9, 1, 2]  # a different list: its own index
+    assert drafter.propose(other, 3).tokens == [5, 9, 1]
+
+
+def test_threads_keep_their_own_index():
+    import threading
+
+    drafter = NgramDrafter()
+    contexts = [[t, 7, t + 1, 8, t, 7] for t in range(10, 60, 10)]
+    drafts = {}
+
+    def draft(context):
+        for _ in range(50):
+            drafts.setdefault(context[0], set()).add(tuple(drafter.propose(context, 2).tokens))
+
+    threads = [threading.Thread(target=draft, args=(c,)) for c in contexts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert drafts == {c[0]: {(c[0] + 1, 8)} for c in contexts}

@@ -143,6 +143,20 @@ def test_padded_verify_equals_unpadded():
         eager.rollback(len(prompt))
 
 
+@pytest.mark.parametrize("mode", ["eager", "static-shapes", "emulated-graphs", "hf-cache"])
+def test_greedy_feeds_return_the_argmax_of_the_logits(mode):
+    # a decode or verify step's graph computes the argmax; the prefill chunk, more than a
+    # verify step's tokens and the HF cache take it from the logits
+    model = sharp(qwen2(seed=7))
+    ids = [random.Random(7).randrange(48) for _ in range(80)]
+    reference = hf_logits(model, ids).argmax(-1).tolist()
+    kv = PrefixKV(model) if mode == "hf-cache" else StaticKV(StaticModel(model, **MODES[mode]))
+    for start, end in ((0, 10), (10, 11), (11, 14), (14, 30), (30, 63), (63, 64)):
+        assert kv.feed_argmax(ids[start:end]) == reference[start:end]
+    kv.rollback(40)  # after a rollback, a verify step over the rolled-back positions
+    assert kv.feed_argmax(ids[40:56]) == reference[40:56]
+
+
 def test_emulated_graphs_replay_into_one_output_and_logits_survive_the_next_step():
     model = llama(seed=6)
     engine = StaticModel(model, **MODES["emulated-graphs"])
