@@ -11,7 +11,10 @@ decoding share every line but the draft.
 
 The cache is `static.StaticKV` where the model allows it (Llama/Qwen2: a preallocated cache,
 a hand-written forward, CUDA graphs on a GPU), else `cache.PrefixKV` over HF's own forward.
-Greedy rounds bring only the target's argmax ids to the host: one synchronisation per round.
+Greedy rounds bring only the target's argmax ids to the host (`feed_argmax`; a decode or
+verify step's CUDA graph computes them): one synchronisation per round. The drafter sees one
+context list, grown in place by the tokens taken (its n-gram index extends rather than
+rescans), and indexes the prompt while the GPU runs the prefill (`prepare`).
 Where the verify step has static shapes (CUDA graphs), verifying 16 tokens costs about what one
 does, so drafts that cost no forward (n-gram lookup) are proposed at up to `FREE_DRAFT` tokens
 and only model drafts follow the adaptive length.

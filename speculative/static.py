@@ -20,7 +20,8 @@ Two ways to run a step over the same code:
   padded to 64 ... 1024) and attention reads the whole capacity under the mask. Padded
   positions are written past the pointer and are never visible to a real token. On CUDA each
   bucket is captured once as a CUDA graph over static input buffers and replayed (the default
-  there). `graphs="emulate"` runs the same capture sequence on any device with an eager
+  there); a decode or verify step's graph ends with the logits and their argmax, so a greedy
+  round reads a few ids (`run_argmax`) with nothing launched after the replay. `graphs="emulate"` runs the same capture sequence on any device with an eager
   stand-in for the graph that refills the same static output tensor at each replay: how the
   graph path is tested on a CPU.
 
