@@ -48,6 +48,8 @@ def test_training_resumes_from_its_checkpoint(data_dir, tmp_path):
 
 def test_torchrun_trains_data_parallel_replicas(data_dir, tmp_path):
     """Two gloo processes: rank 0 logs and checkpoints, tokens count both replicas."""
+    import os
+    import signal
     import socket
     import subprocess
     import sys
@@ -56,12 +58,21 @@ def test_torchrun_trains_data_parallel_replicas(data_dir, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     out = tmp_path / "ddp"
-    subprocess.run(
+    # its own session, so that a hang (one CI run of the seventh session; 25 runs in a row have
+    # passed since) fails with the run's output and leaves no worker behind to slow later tests
+    run = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", port, "-m", "infill.cli", "train", "ar", "--data", str(data_dir),
          "--out", str(out), "--shape", "tiny", "--batch-size", "4", "--seq-len", "64",
          "--workers", "0", "--max-steps", "6", "--device", "cpu", "--eval-every", "1e9"],
-        check=True, cwd=REPO, capture_output=True, timeout=300)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output = run.communicate(timeout=180)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        output = run.communicate()[0].decode(errors="replace")
+        pytest.fail(f"torchrun still running after 180 s; its output:\n{output[-6000:]}")
+    assert run.returncode == 0, output[-6000:]
     state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 6 and state["tokens"] == 6 * 4 * 64 * 2
     assert len((out / "log.jsonl").read_text().splitlines()) == 2  # start and end, rank 0 only
