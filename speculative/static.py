@@ -21,9 +21,10 @@ Two ways to run a step over the same code:
   positions are written past the pointer and are never visible to a real token. On CUDA each
   bucket is captured once as a CUDA graph over static input buffers and replayed (the default
   there); a decode or verify step's graph ends with the logits and their argmax, so a greedy
-  round reads a few ids (`run_argmax`) with nothing launched after the replay. `graphs="emulate"` runs the same capture sequence on any device with an eager
-  stand-in for the graph that refills the same static output tensor at each replay: how the
-  graph path is tested on a CPU.
+  round reads a few ids (`run_argmax`) with nothing launched after the replay.
+  `graphs="emulate"` runs the same capture sequence on any device with an eager stand-in for
+  the graph that refills the same static output tensors at each replay: how the graph path is
+  tested on a CPU.
 
 Many requests decoding together (`infill batch`) use `StaticBatch`: the same forward over a
 cache with a slot per row, each row at its own positions, one CUDA graph per row bucket.
@@ -682,7 +683,7 @@ class _Step:
             for _ in range(2):
                 self._run()
             self.graph = _EagerGraph(self._outputs)
-            self.output, self.best = (self.graph.outputs + (None,))[:2]
+            self._keep(self.graph.outputs)
             return
         stream = torch.cuda.Stream(self.engine.device)
         stream.wait_stream(torch.cuda.current_stream(self.engine.device))
@@ -693,7 +694,12 @@ class _Step:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
             outputs = self._outputs()
-        self.graph, (self.output, self.best) = graph, (outputs + (None,))[:2]
+        self.graph = graph
+        self._keep(outputs)
+
+    def _keep(self, outputs: tuple[torch.Tensor, ...]) -> None:
+        """The static tensors a replay refills."""
+        self.output, self.best = outputs[0], outputs[1] if len(outputs) > 1 else None
 
     def __call__(self, ids: list[int], start: int) -> torch.Tensor:
         padded = array("q", ids)
@@ -882,6 +888,9 @@ class _RowStep(_Step):
         hidden = batch.engine.forward_rows(self.input[:b], self.input[b:], batch.capacity, batch)
         return batch.engine.logits(hidden)
 
+    def _outputs(self) -> tuple[torch.Tensor, ...]:
+        return (self._run(),)  # the rows choose their tokens from the logits (`infill.batched`)
+
     def __call__(self, inputs: list[int]) -> torch.Tensor:
         self.input.copy_(_ids_tensor(array("q", inputs)), non_blocking=True)
         return self._replay()
@@ -891,16 +900,12 @@ class _EagerGraph:
     """A CUDA graph's contract without CUDA: replay refills the same output tensors."""
 
     def __init__(self, run):
-        """run: returns a tensor, or a tuple of them."""
+        """run: returns a tuple of tensors."""
         self.run = run
-        outputs = run()
-        self.single = isinstance(outputs, torch.Tensor)
-        self.outputs = (outputs,) if self.single else outputs
-        self.output = self.outputs[0]
+        self.outputs = run()
 
     def replay(self) -> None:
-        fresh = self.run()
-        for output, new in zip(self.outputs, (fresh,) if self.single else fresh):
+        for output, new in zip(self.outputs, self.run()):
             output.copy_(new)
 
 
