@@ -15,7 +15,7 @@ from infill.request import Completion, InfillRequest
 from infill.router import choose_engine, is_multiline
 from speculative.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
 
-DRAFTERS = ("combined", "model", "ngram", "none")
+DRAFTERS = ("auto", "combined", "model", "ngram", "none")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ModelConfig:
     target: str | None = None
     draft: str | None = None
     diffusion: str | None = None
-    drafter: str = "combined"  # one of DRAFTERS: what proposes tokens for the AR target
+    drafter: str = "auto"  # one of DRAFTERS: what proposes tokens for the AR target
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None: a GPU when there is one
     dtype: str | None = None
     fim_format: str | None = None  # override the detected AR prompt format
@@ -67,8 +67,16 @@ class Engines:
 
     @property
     def drafter(self):
-        """None, an n-gram drafter, the draft model, or both (the n-gram draft when it finds one)."""
+        """None, an n-gram drafter, the draft model, or both (the n-gram draft when it finds one).
+
+        "auto": both where a draft model is configured, else n-gram lookup alone. The shipped
+        draft is about as costly per step as the shipped target (both are launch-bound on a
+        GPU), so it slows the pair down: n-gram lookup alone ran at 1.52x plain AR against
+        1.29x with the draft model too on an H200, and at 1.16x against 1.09x on a CPU
+        (BENCHMARKS.md, seventh and eighth sessions)."""
         kind = self.config.drafter
+        if kind == "auto":
+            kind = "combined" if self.config.draft else "ngram"
         if kind == "none":
             return None
         with self._load_lock:

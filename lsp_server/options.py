@@ -11,8 +11,10 @@ or under an `"infill"` section:
 | engine            | "auto"   | "auto" (router decides), "speculative" or "diffusion"            |
 | target            | null     | AR FIM model folder or cached HF repo id; null: shipped model    |
 | draft             | null     | draft model for speculative decoding; null: shipped draft        |
-| drafter           | combined | what drafts for the AR target: "combined" (n-gram lookup, else   |
-|                   |          | the draft model), "model", "ngram" or "none"                     |
+| drafter           | "auto"   | what drafts for the AR target: "combined" (n-gram lookup, else   |
+|                   |          | the draft model), "model", "ngram", "none"; "auto": combined     |
+|                   |          | when `draft` names a model, else ngram (the shipped draft model  |
+|                   |          | makes the shipped target slower, BENCHMARKS.md)                  |
 | diffusion         | null     | masked-diffusion model folder or repo id; null: shipped model    |
 | device            | null     | "cpu", "cuda", "cuda:N"; null: a GPU when there is one           |
 | dtype             | null     | "float32", "bfloat16", "float16"; null: by device                |
@@ -46,7 +48,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 ENGINES = ("auto", "speculative", "diffusion")
-DRAFTERS = ("combined", "model", "ngram", "none")  # infill.engines.DRAFTERS
+DRAFTERS = ("auto", "combined", "model", "ngram", "none")  # infill.engines.DRAFTERS
 MULTILINE = ("auto", "always", "never")
 DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|auto)$")
@@ -61,7 +63,7 @@ class ServerOptions:
     target: str | None = None
     draft: str | None = None
     diffusion: str | None = None
-    drafter: str = "combined"
+    drafter: str = "auto"
     device: str | None = None
     dtype: str | None = None
     fim_format: str | None = None

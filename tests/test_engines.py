@@ -107,3 +107,14 @@ def test_auto_routes_by_the_text_after_the_cursor(engines):
     inside = engines.complete(infill.InfillRequest(prefix="print(", suffix=")\n", max_tokens=8))
     at_end = engines.complete(infill.InfillRequest(prefix="x = ", suffix="\n", max_tokens=8))
     assert inside[0].engine == "diffusion" and at_end[0].engine == "speculative"
+
+
+def test_the_auto_drafter_adds_the_draft_model_only_when_one_is_named():
+    from infill.models.loading import DEFAULT_MODELS
+    from speculative.drafters import CombinedDrafter, NgramDrafter
+
+    assert isinstance(Engines(ModelConfig(device="cpu")).drafter, NgramDrafter)
+    named = Engines(ModelConfig(device="cpu", draft=str(DEFAULT_MODELS["draft"])))
+    assert isinstance(named.drafter, CombinedDrafter)
+    shipped_pair = Engines(ModelConfig(device="cpu", drafter="combined"))
+    assert isinstance(shipped_pair.drafter, CombinedDrafter)  # still there when asked for

@@ -61,7 +61,7 @@ test("the defaults of package.json map to the server's documented defaults", () 
     fimFormat: null,
     diffusionFamily: null,
     trustRemoteCode: false,
-    drafter: "combined",
+    drafter: "auto",
     device: null,
     dtype: null,
     maxTokens: 64,
