@@ -71,9 +71,9 @@ class Engines:
 
         "auto": both where a draft model is configured, else n-gram lookup alone. The shipped
         draft is about as costly per step as the shipped target (both are launch-bound on a
-        GPU), so it slows the pair down: n-gram lookup alone ran at 1.52x plain AR against
-        1.29x with the draft model too on an H200, and at 1.16x against 1.09x on a CPU
-        (BENCHMARKS.md, seventh and eighth sessions)."""
+        GPU), so it slows the pair down: n-gram lookup alone ran at 1.53x plain AR against
+        1.24x with the draft model too on an H200, and at 1.16x against 1.09x on a CPU
+        (BENCHMARKS.md, eighth session)."""
         kind = self.config.drafter
         if kind == "auto":
             kind = "combined" if self.config.draft else "ngram"

@@ -10,7 +10,8 @@ or under an `"infill"` section:
 |-------------------|----------|------------------------------------------------------------------|
 | engine            | "auto"   | "auto" (router decides), "speculative" or "diffusion"            |
 | target            | null     | AR FIM model folder or cached HF repo id; null: shipped model    |
-| draft             | null     | draft model for speculative decoding; null: shipped draft        |
+| draft             | null     | draft model for speculative decoding; null: the shipped draft,   |
+|                   |          | where `drafter` asks for one                                     |
 | drafter           | "auto"   | what drafts for the AR target: "combined" (n-gram lookup, else   |
 |                   |          | the draft model), "model", "ngram", "none"; "auto": combined     |
 |                   |          | when `draft` names a model, else ngram (the shipped draft model  |

@@ -5,8 +5,8 @@ In a greedy verify step the target's graph has, at the position where its drafts
 accepted, the final hidden state h and the token g the target chose there. A head that maps
 (h, embedding of g) to the token after g (Hydra-style: an MLP, the target's tied embeddings as
 its output layer) would cost a few kernels inside that graph and give the next round a first
-draft token where n-gram lookup has none or a wrong one: 61% of the rounds (`.work/sim` on the
-CPU, BENCHMARKS.md, eighth session).
+draft token where n-gram lookup has none or a wrong one: 58% of the rounds
+(`scripts/draft_replay.py`, BENCHMARKS.md, eighth session).
 
 This trains such a head for `--seconds` on windows of the training split (the target frozen;
 label: the target's own argmax one position on), then measures it on the speculative bench's
