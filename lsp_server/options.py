@@ -24,8 +24,10 @@ or under an `"infill"` section:
 | trustRemoteCode   | false    | allow a checkpoint's own modelling code (LLaDA, Dream)           |
 | maxTokens         | 64       | tokens generated per completion, 1 to 1024                       |
 | multiline         | "auto"   | "auto" (from the syntax at the cursor), "always" or "never"      |
-| debounceMs        | 25       | wait this long before an automatic request starts the model;     |
-|                   |          | a newer keystroke in that time replaces it (0 to 5000)           |
+| debounceMs        | null     | wait this long before an automatic request starts the model;     |
+|                   |          | a newer keystroke in that time replaces it (0 to 5000); null: 0  |
+|                   |          | when the models run on a GPU (a completion there takes a few ms: |
+|                   |          | waiting only adds latency, BENCHMARKS.md), 25 on the CPU         |
 | contextChars      | 8000     | characters of the document on each side of the cursor handed to  |
 |                   |          | the engines, which clip further to their model (256 to 1000000)  |
 | timeoutMs         | 10000    | a completion still running after this is abandoned (100-600000)  |
@@ -51,6 +53,11 @@ from typing import Any
 ENGINES = ("auto", "speculative", "diffusion")
 DRAFTERS = ("auto", "combined", "model", "ngram", "none")  # infill.engines.DRAFTERS
 MULTILINE = ("auto", "always", "never")
+# The wait before an automatic request starts the model on the CPU, where a completion takes
+# ~100 ms of the machine (BENCHMARKS.md, the CPU trace replays). On a GPU the wait is 0: at 120 ms
+# per key, editor traces answered at p50 14-16 ms without it against 35 ms with 25 ms, with
+# fewer requests superseded and the same characters saved (BENCHMARKS.md, eighth session).
+CPU_DEBOUNCE_MS = 25
 DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|auto)$")
 # Options that change which models are loaded: changing one reloads the models.
@@ -72,7 +79,7 @@ class ServerOptions:
     trust_remote_code: bool = False
     max_tokens: int = 64
     multiline: str = "auto"
-    debounce_ms: int = 25
+    debounce_ms: int | None = None  # None: by the models' device (`debounce_for`)
     context_chars: int = 8000
     timeout_ms: int = 10000
     warmup: bool = True
@@ -91,6 +98,14 @@ class ServerOptions:
                            drafter=self.drafter, device=self.device, dtype=self.dtype,
                            fim_format=self.fim_format, diffusion_family=self.diffusion_family,
                            trust_remote_code=self.trust_remote_code)
+
+    def debounce_for(self, device: str | None) -> float:
+        """Seconds an automatic request waits before it starts the model on `device` (the
+        models' device; None while they load)."""
+        if self.debounce_ms is not None:
+            return self.debounce_ms / 1000
+        on_gpu = device is not None and device.startswith("cuda")
+        return 0.0 if on_gpu else CPU_DEBOUNCE_MS / 1000
 
     def models_differ(self, other: ServerOptions) -> bool:
         return any(getattr(self, f) != getattr(other, f) for f in MODEL_FIELDS)
@@ -140,6 +155,17 @@ def _device(value) -> str | None:
     return None if value == "auto" else value
 
 
+def _optional_integer(low: int, high: int) -> Callable[[Any], int | None]:
+    def check(value):
+        if value is None:
+            return None
+        try:
+            return _integer(low, high)(value)
+        except ValueError:
+            raise ValueError(f"use an integer from {low} to {high}, or null") from None
+    return check
+
+
 def _optional_choice(*allowed: str) -> Callable[[Any], str | None]:
     pick = _choice(*allowed)
     return lambda value: None if value in (None, "") else pick(value)
@@ -166,7 +192,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "trust_remote_code": _boolean,
     "max_tokens": _integer(1, 1024),
     "multiline": _choice(*MULTILINE),
-    "debounce_ms": _integer(0, 5000),
+    "debounce_ms": _optional_integer(0, 5000),
     "context_chars": _integer(256, 1_000_000),
     "timeout_ms": _integer(100, 600_000),
     "warmup": _boolean,

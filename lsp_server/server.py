@@ -148,7 +148,7 @@ class InfillServer(LanguageServer):
         try:
             completions = await self.scheduler.run(
                 doc.uri, partial(self.models.complete, self.request_for(doc, cursor), invoked),
-                debounce=0.0 if invoked else self.options.debounce_ms / 1000,
+                debounce=0.0 if invoked else self.options.debounce_for(self.models.device),
                 deadline=time.monotonic() + self.options.timeout_ms / 1000)
         except asyncio.CancelledError:
             self.stats.counts["cancelledByClient"] += 1

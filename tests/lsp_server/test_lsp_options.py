@@ -14,7 +14,16 @@ def test_no_options_are_the_documented_defaults():
     assert parse_options({}) == (ServerOptions(), [])
     defaults = ServerOptions()
     assert (defaults.engine, defaults.max_tokens, defaults.debounce_ms, defaults.multiline) == \
-        ("auto", 64, 25, "auto")
+        ("auto", 64, None, "auto")
+
+
+def test_the_debounce_follows_the_models_device_unless_set():
+    auto = ServerOptions()
+    assert auto.debounce_for("cuda:0") == 0.0  # a GPU answers in a few ms: no wait
+    assert auto.debounce_for("cpu") == auto.debounce_for(None) == 0.025  # the CPU, or loading
+    fixed, warnings = parse_options({"debounceMs": 40})
+    assert warnings == [] and fixed.debounce_for("cuda:0") == fixed.debounce_for("cpu") == 0.04
+    assert parse_options({"debounceMs": None}) == (ServerOptions(), [])
 
 
 def test_every_option_is_documented_in_the_module_docstring():

@@ -253,7 +253,7 @@ async def test_invalid_configuration_warns_and_uses_the_defaults(client):
         settings={"infill": {"maxTokens": "many", "debounceMs": -5, "engine": "gpt", "color": 1}}))
     info = await status(client)
     # initializationOptions set maxTokens=2; debounceMs falls back to the documented default
-    assert info["options"]["maxTokens"] == 2 and info["options"]["debounceMs"] == 25
+    assert info["options"]["maxTokens"] == 2 and info["options"]["debounceMs"] is None
     assert info["options"]["engine"] == "auto"
     warnings = [m.message for m in client.messages if m.type == types.MessageType.Warning]
     assert len(warnings) == 4 and any("maxTokens" in w for w in warnings)

@@ -66,7 +66,7 @@ test("the defaults of package.json map to the server's documented defaults", () 
     dtype: null,
     maxTokens: 64,
     multiline: "auto",
-    debounceMs: 25,
+    debounceMs: null,
     timeoutMs: 10000,
     contextChars: 8000,
     logEvents: true,
