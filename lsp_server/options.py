@@ -26,8 +26,8 @@ or under an `"infill"` section:
 | multiline         | "auto"   | "auto" (from the syntax at the cursor), "always" or "never"      |
 | debounceMs        | null     | wait this long before an automatic request starts the model;     |
 |                   |          | a newer keystroke in that time replaces it (0 to 5000); null: 0  |
-|                   |          | when the models run on a GPU (a completion there takes a few ms: |
-|                   |          | waiting only adds latency, BENCHMARKS.md), 25 on the CPU         |
+|                   |          | when the models run on a CUDA GPU (a completion there takes a    |
+|                   |          | few ms: waiting only adds latency, BENCHMARKS.md), else 25       |
 | contextChars      | 8000     | characters of the document on each side of the cursor handed to  |
 |                   |          | the engines, which clip further to their model (256 to 1000000)  |
 | timeoutMs         | 10000    | a completion still running after this is abandoned (100-600000)  |
@@ -54,9 +54,10 @@ ENGINES = ("auto", "speculative", "diffusion")
 DRAFTERS = ("auto", "combined", "model", "ngram", "none")  # infill.engines.DRAFTERS
 MULTILINE = ("auto", "always", "never")
 # The wait before an automatic request starts the model on the CPU, where a completion takes
-# ~100 ms of the machine (BENCHMARKS.md, the CPU trace replays). On a GPU the wait is 0: at 120 ms
-# per key, editor traces answered at p50 14-16 ms without it against 35 ms with 25 ms, with
-# fewer requests superseded and the same characters saved (BENCHMARKS.md, eighth session).
+# ~100 ms of the machine (BENCHMARKS.md, the CPU trace replays). On a CUDA GPU the wait is 0: at
+# 120 ms per key, the model's answers in editor traces came at p50 16-18 ms without it against
+# 39-41 ms with 25 ms, fewer requests were superseded, and the same characters were saved
+# (BENCHMARKS.md, eighth session).
 CPU_DEBOUNCE_MS = 25
 DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|auto)$")
