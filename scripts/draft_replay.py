@@ -73,19 +73,9 @@ def replay(row: dict, propose) -> list[int]:
     return rounds
 
 
-def candidates(ngram: NgramDrafter, context: list[int], k: int) -> tuple[dict, list[int]]:
-    """The n-gram candidates {start: weight} and the vote's draft."""
-    where = ngram._index_of(context).where
-    for skip in (0, 1):
-        starts = ngram._matches(context, where, skip)
-        if starts:
-            return starts, ngram._vote(context, starts, k)
-    return {}, []
-
-
 def best_of_rows(ngram: NgramDrafter, rows: int):
     def propose(context, k, truth):
-        starts, vote = candidates(ngram, context, k)
+        starts, vote = ngram.lookup(context, k)
         drafts = [vote]
         for at in sorted(starts, key=starts.__getitem__, reverse=True):
             draft = context[at:at + k]
@@ -99,7 +89,7 @@ def steered_by(ngram: NgramDrafter, model, tally: dict):
     """tally: counts, over the rounds whose vote starts wrong, those where the model is right."""
     @torch.inference_mode()
     def propose(context, k, truth):
-        starts, vote = candidates(ngram, context, k)
+        starts, vote = ngram.lookup(context, k)
         first = int(model(torch.tensor([context[-512:]])).logits[0, -1].argmax())
         if truth and not (vote and vote[0] == truth[0]):
             tally["vote_wrong"] += 1

@@ -87,7 +87,7 @@ def profile_model(name: str, model, vocab: int, context_len: int,
         except Exception as exc:  # one variant failing keeps the others
             out[f"error, {label}"] = f"{type(exc).__name__}: {exc}"[:300]
         kv = None
-    rows, total = kernel_table(model, context, kernels=False)
+    _, total = kernel_table(model, context, kernels=False)
     out["eager kernels us per step, torch forward"] = total
     rows, total = kernel_table(model, context)
     out["eager kernels us per step"] = total

@@ -60,12 +60,17 @@ class NgramDrafter:
         k = k if free_k is None else free_k
         if k <= 0 or len(context) < 2:
             return Draft([], None)
+        return Draft(self.lookup(context, k)[1], None)
+
+    def lookup(self, context: list[int], k: int) -> tuple[dict[int, int], list[int]]:
+        """({where a candidate's continuation starts: its weight}, the vote's draft of up to k
+        tokens); both empty where nothing matches."""
         where = self._index_of(context).where
         for skip in (0, 1):  # skip = 1: the last token taken for a changed one
             starts = self._matches(context, where, skip)
             if starts:
-                return Draft(self._vote(context, starts, k), None)
-        return Draft([], None)
+                return starts, self._vote(context, starts, k)
+        return {}, []
 
     def _index_of(self, context: list[int]) -> "_Index":
         """The positions of each token of `context`: the same list object grown since the last

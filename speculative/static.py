@@ -575,7 +575,7 @@ class StaticModel:
         copy of the logits and of an argmax kernel after the step (two of a greedy round's
         ~three host round trips to the GPU driver)."""
         n = len(ids)
-        if self.static_shapes and 0 < n <= LOGIT_BUCKETS[-1] and not self.causal_chunk(start, n):
+        if self.static_shapes and 0 < n <= LOGIT_BUCKETS[-1]:
             bucket = next(b for b in self.buckets if b >= n)
             self._ready(start + bucket)
             step = self.steps[self._step_key(bucket, start)]
