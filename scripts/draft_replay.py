@@ -10,7 +10,8 @@ running the target again. (Times are not: a round's cost depends on the device.)
 The completions come from the speculative bench's prompts (`bench_prompts`), decoded once by
 the shipped target on this machine's device and kept in `--greedy` (made when missing).
 Drafters replayed:
-- `n-gram`: the shipped drafter, as the decoder calls it (up to 15 tokens a round);
+- `n-gram`: the shipped drafter, as the decoder calls it on a GPU (up to 15 tokens a round,
+  7 from a one-token match);
 - `n-gram, best of R rows`: the drafts of the R heaviest n-gram candidates verified side by side
   (the vote's first), the longest accepted one kept: what a verify step of R rows would give;
 - `n-gram steered by the draft model`: where the shipped draft model's next token differs from
@@ -112,7 +113,7 @@ def main() -> int:
     Path(args.greedy).parent.mkdir(parents=True, exist_ok=True)
     rows = greedy_completions(Path(args.greedy), args.requests, args.seed)
     ngram = NgramDrafter()
-    drafters = {"n-gram": lambda c, k, t: ngram.propose(c, k).tokens,
+    drafters = {"n-gram": lambda c, k, t: ngram.propose(c, 1, free_k=k).tokens,
                 "n-gram, best of 2 rows": best_of_rows(ngram, 2),
                 "n-gram, best of 4 rows": best_of_rows(ngram, 4)}
     tally = {"vote_wrong": 0, "model_right_there": 0}

@@ -35,6 +35,12 @@ class Draft:
     forwards: int = 0
 
 
+# A free draft (`free_k`) from a match of the last token alone stops here: with the pending
+# token, an 8-token verify step, which on a GPU costs what a decode step does, where one of 16
+# costs ~10% more; and such drafts are seldom accepted past 7 tokens (BENCHMARKS.md).
+WEAK_FREE_DRAFT = 7
+
+
 class NgramDrafter:
     """Prompt lookup with a vote: the latest `candidates` earlier occurrences of the context's last
     token each propose what followed them, weighted by 8 ** (how many tokens before them match the
@@ -44,10 +50,13 @@ class NgramDrafter:
     Where the last token never occurred before, it is taken for a changed token in a repeated
     span: the candidates are the occurrences of the token before it, and each proposes what
     followed the token after it. Matches shorter than `min_ngram` tokens are not candidates.
+    A free draft (`free_k`) whose candidates match one token only stops at `weak_free_k`.
     """
 
-    def __init__(self, max_ngram: int = 8, min_ngram: int = 1, candidates: int = 32):
+    def __init__(self, max_ngram: int = 8, min_ngram: int = 1, candidates: int = 32,
+                 weak_free_k: int | None = WEAK_FREE_DRAFT):
         self.max_ngram, self.min_ngram, self.candidates = max_ngram, min_ngram, candidates
+        self.weak_free_k = weak_free_k
         self._local = threading.local()  # each thread's index (`_Index`) of its last context
 
     def prepare(self, context: list[int]) -> None:
@@ -57,18 +66,24 @@ class NgramDrafter:
 
     def propose(self, context: list[int], k: int, temperature: float = 0.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None, free_k: int | None = None) -> Draft:
-        k = k if free_k is None else free_k
+        weak_k = None
+        if free_k is not None:
+            k, weak_k = free_k, self.weak_free_k
         if k <= 0 or len(context) < 2:
             return Draft([], None)
-        return Draft(self.lookup(context, k)[1], None)
+        return Draft(self.lookup(context, k, weak_k)[1], None)
 
-    def lookup(self, context: list[int], k: int) -> tuple[dict[int, int], list[int]]:
+    def lookup(self, context: list[int], k: int, weak_k: int | None = None
+               ) -> tuple[dict[int, int], list[int]]:
         """({where a candidate's continuation starts: its weight}, the vote's draft of up to k
-        tokens); both empty where nothing matches."""
+        tokens, or of up to weak_k where no candidate matches more than the last token); both
+        empty where nothing matches."""
         where = self._index_of(context).where
         for skip in (0, 1):  # skip = 1: the last token taken for a changed one
             starts = self._matches(context, where, skip)
             if starts:
+                if weak_k is not None and max(starts.values()) < 8 ** 2:
+                    k = min(k, weak_k)
                 return starts, self._vote(context, starts, k)
         return {}, []
 

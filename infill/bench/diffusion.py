@@ -41,11 +41,18 @@ SETTINGS = {
         (DiffusionSettings(per_forward=6, collapse=False, remask_rounds=0), "true"),
     "true length, 8 tokens/forward, no remasking":
         (DiffusionSettings(per_forward=8, collapse=False, remask_rounds=0), "true"),
+    "true length, 16 tokens/forward, first forward spaced, no remasking":
+        (DiffusionSettings(per_forward=16, spaced_first=True, collapse=False, remask_rounds=0),
+         "true"),
     "unknown length, 1 token/forward": (DiffusionSettings(per_forward=1), "unknown"),
     "unknown length, threshold 0.9": (DiffusionSettings(threshold=0.9, per_forward=1), "unknown"),
     "unknown length, 2 tokens/forward": (DiffusionSettings(per_forward=2), "unknown"),
     "unknown length, 4 tokens/forward": (DiffusionSettings(per_forward=4), "unknown"),
     "unknown length, 8 tokens/forward": (DiffusionSettings(per_forward=8), "unknown"),
+    "unknown length, 16 tokens/forward, first forward spaced":
+        (DiffusionSettings(per_forward=16, spaced_first=True), "unknown"),
+    "unknown length, 8 tokens/forward, first forward spaced":
+        (DiffusionSettings(per_forward=8, spaced_first=True), "unknown"),
     "AR length prior, 1 token/forward": (DiffusionSettings(per_forward=1), "ar"),
     "AR length prior, 6 tokens/forward, no remasking":
         (DiffusionSettings(per_forward=6, remask_rounds=0), "ar"),

@@ -35,13 +35,14 @@ class DiffusionSettings:
     # With an AR model at hand (`ar_gap`): the gap is the length of its greedy completion of the
     # same request, plus this share of slack for the pad to collapse, instead of a fixed size.
     ar_slack: float = 0.25
+    spaced_first: bool = False  # the first forward commits no two neighbours (see sampler)
 
 
 def schedule_options(settings: DiffusionSettings) -> dict:
     """The settings that `sampler.denoise` takes as they are (one place for both engines)."""
     return {"steps": settings.steps, "threshold": settings.threshold,
             "per_forward": settings.per_forward, "pad_threshold": settings.pad_threshold,
-            "block": settings.block}
+            "block": settings.block, "spaced_first": settings.spaced_first}
 
 
 def gap_size(request: InfillRequest, multiline: bool, settings: DiffusionSettings) -> int:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from infill.diffusion.sampler import denoise, tokens_per_step
+from infill.diffusion.sampler import apart_best, denoise, tokens_per_step
 from speculative.decode import Cancelled
 
 VOCAB = 40
@@ -189,6 +189,28 @@ def test_per_forward_commits_the_k_most_confident_whatever_their_confidence(per_
     assert model.committed() == order
     assert forwards == -(-GAP // per_forward)
     assert filled[0].tolist() == [20 + i for i in range(START, END)]
+
+
+def test_the_first_forward_spaced_commits_no_two_neighbours_and_the_second_the_rest():
+    """Neighbours predicted at once do not see each other (`= = =`): with spaced_first the
+    first forward takes 1 (the most confident) and 3 (not next to it), no more; the second
+    forward, every position left having a committed neighbour, takes the rest."""
+    model = ConfidenceModel((1.0, 4.0, 2.0, 3.0))
+    filled, forwards = denoise(model, canvas(), START, END, mask_id=MASK, per_forward=GAP,
+                               spaced_first=True)
+    assert model.committed() == [[], [1, 3]] and forwards == 2
+    assert filled[0].tolist() == [20 + i for i in range(START, END)]
+
+
+def test_apart_best_takes_the_most_confident_first_and_never_a_closed_position():
+    inf = float("-inf")  # positions already committed
+    confidence = torch.tensor([[0.9, 0.8, 0.1, 0.7, 0.95, inf, 0.2],
+                               [inf, inf, inf, inf, inf, inf, 0.3]])
+    chosen = apart_best(confidence, 3)
+    # row 0: 4 (0.95), then 0 (0.9; 3 is next to 4), then 6 (0.2 beats 2's 0.1);
+    # row 1: its one open position, though 3 were allowed
+    assert [torch.nonzero(row).flatten().tolist() for row in chosen] == [[0, 4, 6], [6]]
+    assert torch.nonzero(apart_best(confidence, 1)[0]).flatten().tolist() == [4]
 
 
 def test_a_tiny_top_p_keeps_only_the_most_likely_token_at_any_temperature():

@@ -85,11 +85,19 @@ def test_drafts_copy_only_tokens_of_the_context():
 
 
 def test_free_k_bounds_the_draft_instead_of_k():
-    context = list(range(30)) + [0]
+    context = list(range(30)) + [0, 1]  # "0 1" matches two tokens
     drafter = NgramDrafter()
-    assert drafter.propose(context, 2).tokens == [1, 2]
-    assert drafter.propose(context, 2, free_k=15).tokens == list(range(1, 16))
+    assert drafter.propose(context, 2).tokens == [2, 3]
+    assert drafter.propose(context, 2, free_k=15).tokens == list(range(2, 17))
     assert drafter.propose(context, 2, free_k=0).tokens == []
+
+
+def test_a_free_draft_from_a_one_token_match_stops_at_weak_free_k():
+    context = list(range(30)) + [0]  # "0" alone matches: 29 is not what preceded it
+    assert NgramDrafter().propose(context, 2, free_k=15).tokens == list(range(1, 8))
+    assert NgramDrafter(weak_free_k=None).propose(context, 2, free_k=15).tokens == \
+        list(range(1, 16))
+    assert NgramDrafter().propose(context, 12).tokens == list(range(1, 13))  # k: as asked
 
 
 def test_a_context_grown_in_place_drafts_as_a_fresh_one():
