@@ -17,7 +17,8 @@ context list, grown in place by the tokens taken (its n-gram index extends rathe
 rescans), and indexes the prompt while the GPU runs the prefill (`prepare`).
 Where the verify step has static shapes (CUDA graphs), verifying 16 tokens costs about what one
 does, so drafts that cost no forward (n-gram lookup) are proposed at up to `FREE_DRAFT` tokens
-and only model drafts follow the adaptive length.
+(the n-gram drafter stops one from a one-token match at 7: an 8-token step) and only model
+drafts follow the adaptive length.
 """
 
 from __future__ import annotations
