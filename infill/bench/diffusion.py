@@ -2,9 +2,11 @@
 
 Settings, side by side on the same tasks:
 - reference: one token per forward and the true gap length (the oracle LLaDA setting);
-- oracle length with parallel commits (a confidence threshold; k tokens per forward);
+- oracle length with parallel commits (a confidence threshold; k tokens per forward, with the
+  first forward committing no two neighbours or not: `spaced_first`);
 - unknown length (the engine's oversized gap; the first forward decides where the content
-  ends, `sampler.end_content`), one token per forward, a threshold, and k per forward;
+  ends, `sampler.end_content`), one token per forward, a threshold, and k per forward (spaced
+  or not);
 - an AR length prior (`engine.ar_gap`: as many masks as the AR target's greedy completion has
   tokens, plus some slack for the pad), one token per forward and k per forward.
 Tasks: held-out single lines (`infill.train.heldout.line_tasks`) and, with `--safim DIR`, the
