@@ -82,7 +82,7 @@ class NgramDrafter:
         for skip in (0, 1):  # skip = 1: the last token taken for a changed one
             starts = self._matches(context, where, skip)
             if starts:
-                if weak_k is not None and max(starts.values()) < 8 ** 2:
+                if weak_k is not None and max(starts.values()) < 8 ** 2:  # 8 ** match length
                     k = min(k, weak_k)
                 return starts, self._vote(context, starts, k)
         return {}, []
