@@ -545,7 +545,7 @@ class StaticModel:
             return self.logits(hidden[-1:] if rows == "last" else hidden)
         largest = self.buckets[-1]
         chunks = [(ids[i: i + largest], start + i) for i in range(0, n, largest)]
-        buckets = [next(b for b in self.buckets if b >= len(chunk)) for chunk, _ in chunks]
+        buckets = [self._bucket(len(chunk)) for chunk, _ in chunks]
         self._ready(max(at + bucket for (_, at), bucket in zip(chunks, buckets)))
         out = []
         for (chunk, at), bucket in zip(chunks, buckets):
@@ -557,6 +557,10 @@ class StaticModel:
             else:
                 out.append(result if step.logits else self.logits(result))
         return torch.cat(out) if len(out) > 1 else out[0].clone()
+
+    def _bucket(self, tokens: int) -> int:
+        """The smallest step size that holds `tokens` (no more than the largest bucket)."""
+        return next(b for b in self.buckets if b >= tokens)
 
     def _ready(self, needed: int) -> None:
         """Static shapes: room for positions up to `needed` (padding included) and the steps
@@ -576,7 +580,7 @@ class StaticModel:
         ~three host round trips to the GPU driver)."""
         n = len(ids)
         if self.static_shapes and 0 < n <= LOGIT_BUCKETS[-1]:
-            bucket = next(b for b in self.buckets if b >= n)
+            bucket = self._bucket(n)
             self._ready(start + bucket)
             step = self.steps[self._step_key(bucket, start)]
             if step.logits:

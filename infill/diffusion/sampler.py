@@ -78,7 +78,7 @@ def apart_best(confidence: torch.Tensor, count: int) -> torch.Tensor:
     confidence = confidence.clone()
     chosen = torch.zeros_like(confidence, dtype=torch.bool)
     where = torch.arange(confidence.shape[1], device=confidence.device)
-    for _ in range(count):
+    for _ in range(min(count, (confidence.shape[1] + 1) // 2)):  # no more fit apart
         value, best = confidence.max(1, keepdim=True)
         chosen |= (where == best) & (value > float("-inf"))
         confidence[(where - best).abs() <= 1] = float("-inf")
