@@ -13,7 +13,9 @@ Each request is routed, shaped (single/multi-line), prompted, cut and guarded ex
   single-request path's but for near-ties (speculative greedy decoding equals the target
   alone); sampled rows draw from their own generator seeded with the request's seed, as the
   single path without a drafter.
-- diffusion: canvases with the same gap size go together; prefixes are left-padded and
+- diffusion: each gap is sized as the single path sizes it (by default from the AR model's
+  greedy completion, the AR rows batched as above, a chunk of rows at a time); canvases with
+  the same gap size and shape go together; prefixes are left-padded and
   suffixes right-padded so every gap starts at the same column, which lets the one sampler
   (`infill.diffusion.sampler.denoise`) run unchanged on the [B, L] batch, the model seeing an
   attention mask and each row's own positions. Greedy output equals the single path; sampled
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_TOKENS = 32768  # padded prompt + new tokens (AR) or canvas tokens (diffusion)
+SIZING_CHUNK = 256  # diffusion rows whose gaps the AR model sizes before they are denoised
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Job:
     canvas: list[int] | None = None  # diffusion: prefix + gap masks + suffix ids
     start: int = 0  # diffusion: where the gap starts in the canvas
     gap: int = 0  # diffusion: masks in the gap
+    length_ms: float = 0.0  # diffusion: this row's share of the AR decoding that sized its gap
+    error: Exception | None = None  # diffusion: sizing its gap failed (reported as its result)
 
 
 def plan(index: int, request: InfillRequest) -> Job:
@@ -81,14 +86,15 @@ class BatchedEngines:
     """Completes a list of requests in batches with the models of an `Engines`."""
 
     def __init__(self, engines, batch_size: int = DEFAULT_BATCH_SIZE,
-                 max_batch_tokens: int = DEFAULT_BATCH_TOKENS, diffusion_settings=None,
-                 guard: bool = True):
+                 max_batch_tokens: int = DEFAULT_BATCH_TOKENS, guard: bool = True):
         self.engines = engines
         self.guard = guard
         self.batch_size = max(1, batch_size)
         self.max_batch_tokens = max(1, max_batch_tokens)
-        self.settings = diffusion_settings or getattr(engines, "diffusion_settings", None) \
-            or diffusion_engine.DiffusionSettings()
+        self.length = engines.config.diffusion_length  # how a diffusion gap is sized
+
+    def _settings(self, multiline: bool):
+        return diffusion_engine.default_settings(self.length, multiline)
 
     def complete_many(self, requests: list[InfillRequest]
                       ) -> Iterator[list[tuple[int, Completion | Exception]]]:
@@ -112,16 +118,29 @@ class BatchedEngines:
             yield from buckets(jobs, lambda j: len(j.prompt) + j.request.max_tokens,
                                self.batch_size, self.max_batch_tokens)
             return
+        # sized a chunk at a time: a long job writes its first rows without waiting for the
+        # AR model to size every gap
+        for chunk in range(0, len(jobs), SIZING_CHUNK):
+            yield from self._diffusion_batches(jobs[chunk:chunk + SIZING_CHUNK])
+
+    def _diffusion_batches(self, jobs: list[Job]) -> Iterator[list[Job]]:
         dm = self.engines.diffusion
         padding = accepts_padding(dm.model)
+        if self.length == "ar":
+            self._ar_gaps(jobs)
+        else:
+            for j in jobs:
+                j.gap = diffusion_engine.gap_size(j.request, j.multiline,
+                                                  self._settings(j.multiline))
         groups = defaultdict(list)
         for j in jobs:
-            j.gap = diffusion_engine.gap_size(j.request, j.multiline, self.settings)
             j.canvas, j.start = diffusion_engine.build_canvas(dm, j.request.prefix,
                                                               j.request.suffix, j.gap)
-            # one sampler call per batch: one gap size, one temperature; without padding
-            # support in the model, only canvases of identical layout can share a batch
-            key = (j.gap, j.request.temperature)
+            # one sampler call per batch: one gap size, one schedule, one temperature; without
+            # padding support in the model, only canvases of identical layout can share a batch
+            key = (j.gap, j.multiline, j.request.temperature)
+            if j.error is not None:  # alone, to be reported as its result
+                key = ("error", j.index)
             if not padding:
                 key += (j.start, len(j.canvas))
             groups[key].append(j)
@@ -130,6 +149,40 @@ class BatchedEngines:
             # suffix): the token bound holds approximately, up to a factor of two
             yield from buckets(groups[key], lambda j: len(j.canvas), self.batch_size,
                                self.max_batch_tokens)
+
+    def _ar_gaps(self, jobs: list[Job]) -> None:
+        """Each diffusion job's gap from the AR model's greedy completion of its request, the
+        AR rows batched (`diffusion_engine.ar_gap` is the single path's)."""
+        ar, dm = self.engines.ar, self.engines.diffusion
+        for j in jobs:
+            j.prompt = autoregressive.build_prompt(ar, j.request.prefix, j.request.suffix,
+                                                   j.request.max_tokens)
+        for batch in buckets(jobs, lambda j: len(j.prompt) + j.request.max_tokens,
+                             self.batch_size, self.max_batch_tokens):
+            self._guarded_gaps(ar, dm, batch)
+
+    def _guarded_gaps(self, ar, dm, batch: list[Job]) -> None:
+        """Size a batch's gaps; if that fails, each row alone, so one bad row costs only itself."""
+        start = time.perf_counter()
+        try:
+            results = decode_batch(
+                ar.model, [j.prompt for j in batch],
+                max_new_tokens=[j.request.max_tokens for j in batch], stop_ids=ar.stop_ids,
+                stop_rules=[autoregressive.stop_rule(ar, j.request.suffix, j.multiline)
+                            for j in batch],
+                temperatures=[0.0] * len(batch), top_ps=[1.0] * len(batch),
+                seeds=[None] * len(batch), pad_id=_pad_id(ar.tokenizer))
+        except Exception as exc:  # noqa: BLE001 -- reported per row by the caller
+            if len(batch) == 1:
+                batch[0].error = exc
+            for job in batch if len(batch) > 1 else []:
+                self._guarded_gaps(ar, dm, [job])
+            return
+        ms = (time.perf_counter() - start) * 1000 / len(batch)
+        for j, (tokens, _) in zip(batch, results):
+            text = autoregressive.completion_text(ar, tokens, j.request.suffix, j.multiline)
+            j.gap = diffusion_engine.gap_for_text(dm, text, j.request, j.multiline)
+            j.length_ms = ms
 
     def _guarded(self, run, batch: list[Job]) -> list[tuple[int, Completion | Exception]]:
         """Run a batch; if it fails, each row alone, so one bad row costs only itself."""
@@ -175,9 +228,13 @@ class BatchedEngines:
         return out
 
     def _diffusion_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
-        dm, settings = self.engines.diffusion, self.settings
+        dm, settings = self.engines.diffusion, self._settings(batch[0].multiline)
         start_time = time.perf_counter()
         gap, first = batch[0].gap, batch[0].request
+        if batch[0].error is not None:
+            raise batch[0].error
+        if gap == 0:  # an AR length prior of no tokens: nothing to fill
+            return [self._finish(j, "", dm.name, 0, 0, j.length_ms) for j in batch]
         left = max(j.start for j in batch)
         right = max(len(j.canvas) - j.start - gap for j in batch)
         pad = _pad_id(dm.tokenizer)
@@ -200,7 +257,8 @@ class BatchedEngines:
             text, _, kept = diffusion_engine.kept_text(dm, filled[i].tolist())
             text, _ = cut_completion(text, job.request.suffix, job.multiline,
                                      autoregressive.MAX_LINES)
-            out.append(self._finish(job, text, dm.name, len(kept), int(model.forwards[i]), ms))
+            out.append(self._finish(job, text, dm.name, len(kept), int(model.forwards[i]),
+                                    ms + job.length_ms))
         return out
 
 

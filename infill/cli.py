@@ -24,6 +24,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--diffusion-family", help="override the detected family: infill, llada, dream")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="allow a checkpoint's own modelling code (LLaDA, Dream)")
+    group.add_argument("--diffusion-length", choices=("ar", "pad"), default="ar",
+                       help="how the diffusion engine sizes a gap: the AR model's completion's "
+                            "length (default), or an oversized gap shortened by pads")
 
 
 def model_config(args):
@@ -32,7 +35,8 @@ def model_config(args):
     return ModelConfig(target=args.target, diffusion=args.diffusion, device=args.device,
                        dtype=args.dtype, fim_format=args.fim_format,
                        diffusion_family=args.diffusion_family,
-                       trust_remote_code=args.trust_remote_code)
+                       trust_remote_code=args.trust_remote_code,
+                       diffusion_length=args.diffusion_length)
 
 
 def add_request_options(parser: argparse.ArgumentParser) -> None:

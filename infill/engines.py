@@ -31,10 +31,17 @@ class ModelConfig:
     fim_format: str | None = None  # override the detected AR prompt format
     diffusion_family: str | None = None  # override the detected diffusion family
     trust_remote_code: bool = False  # LLaDA / Dream ship their own modelling code
+    # how the diffusion engine sizes a gap (`diffusion_engine.LENGTHS`): "ar", the AR model's
+    # greedy completion's length (the AR model runs first); "pad", an oversized gap that the
+    # diffusion model's pads shorten (no AR model needed)
+    diffusion_length: str = "ar"
 
     def __post_init__(self):
         if self.drafter not in DRAFTERS:
             raise ValueError(f"unknown drafter {self.drafter!r}: use one of {', '.join(DRAFTERS)}")
+        if self.diffusion_length not in diffusion_engine.LENGTHS:
+            raise ValueError(f"unknown diffusion length {self.diffusion_length!r}: use one of "
+                             f"{', '.join(diffusion_engine.LENGTHS)}")
 
 
 class Engines:
@@ -122,10 +129,21 @@ class Engines:
         return completions
 
     def _diffusion_candidates(self, request, multiline, count):
-        """(model name, texts, tokens, forwards): the candidates denoised as one batch."""
+        """(model name, texts, tokens, forwards): the candidates denoised as one batch, in a gap
+        sized as `diffusion_length` says."""
+        length = self.config.diffusion_length
+        gap = self._ar_gap(request, multiline) if length == "ar" else None
         texts, tokens, forwards = diffusion_engine.generate_candidates(
-            self.diffusion, request, multiline, rows=count)
+            self.diffusion, request, multiline,
+            diffusion_engine.default_settings(length, multiline), gap, rows=count)
         return self.diffusion.name, texts, tokens, [forwards] * count
+
+    def _ar_gap(self, request, multiline) -> int:
+        """The diffusion gap from the AR engine's greedy completion, under that engine's lock
+        (its decoder's cache is shared)."""
+        with self._run_locks["speculative"]:
+            return diffusion_engine.ar_gap(self.ar, self.diffusion, request, multiline,
+                                           drafter=self.drafter)
 
     def _ar_candidates(self, request, multiline, count):
         """(model name, texts, tokens, forwards): one decode per candidate, seeds S, S+1, ..."""

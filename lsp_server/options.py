@@ -22,6 +22,9 @@ or under an `"infill"` section:
 | fimFormat         | null     | override the AR prompt format detected from the tokenizer        |
 | diffusionFamily   | null     | override the detected diffusion family ("infill", "llada", ...)  |
 | trustRemoteCode   | false    | allow a checkpoint's own modelling code (LLaDA, Dream)           |
+| diffusionLength   | "ar"     | how the diffusion engine sizes a gap: "ar", the length of the AR |
+|                   |          | model's greedy completion (which runs first); "pad", an          |
+|                   |          | oversized gap that the diffusion model's pads shorten            |
 | maxTokens         | 64       | tokens generated per completion, 1 to 1024                       |
 | multiline         | "auto"   | "auto" (from the syntax at the cursor), "always" or "never"      |
 | debounceMs        | null     | wait this long before an automatic request starts the model;     |
@@ -63,7 +66,8 @@ DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|auto)$")
 # Options that change which models are loaded: changing one reloads the models.
 MODEL_FIELDS = ("target", "draft", "diffusion", "drafter", "device", "dtype", "fim_format",
-                "diffusion_family", "trust_remote_code")
+                "diffusion_family", "trust_remote_code", "diffusion_length")
+DIFFUSION_LENGTHS = ("ar", "pad")  # infill.diffusion.engine.LENGTHS
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class ServerOptions:
     fim_format: str | None = None
     diffusion_family: str | None = None
     trust_remote_code: bool = False
+    diffusion_length: str = "ar"
     max_tokens: int = 64
     multiline: str = "auto"
     debounce_ms: int | None = None  # None: by the models' device (`debounce_for`)
@@ -98,7 +103,8 @@ class ServerOptions:
         return ModelConfig(target=self.target, draft=self.draft, diffusion=self.diffusion,
                            drafter=self.drafter, device=self.device, dtype=self.dtype,
                            fim_format=self.fim_format, diffusion_family=self.diffusion_family,
-                           trust_remote_code=self.trust_remote_code)
+                           trust_remote_code=self.trust_remote_code,
+                           diffusion_length=self.diffusion_length)
 
     def debounce_for(self, device: str | None) -> float:
         """Seconds an automatic request waits before it starts the model on `device` (the
@@ -191,6 +197,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "fim_format": _optional_name,
     "diffusion_family": _optional_name,
     "trust_remote_code": _boolean,
+    "diffusion_length": _choice(*DIFFUSION_LENGTHS),
     "max_tokens": _integer(1, 1024),
     "multiline": _choice(*MULTILINE),
     "debounce_ms": _optional_integer(0, 5000),

@@ -118,3 +118,27 @@ def test_the_auto_drafter_adds_the_draft_model_only_when_one_is_named():
     assert isinstance(named.drafter, CombinedDrafter)
     shipped_pair = Engines(ModelConfig(device="cpu", drafter="combined"))
     assert isinstance(shipped_pair.drafter, CombinedDrafter)  # still there when asked for
+
+
+def test_the_diffusion_gap_is_the_ar_models_completion_length(engines):
+    from infill.diffusion import engine as diffusion_engine
+
+    request = infill.InfillRequest(prefix=PREFIX, suffix=SUFFIX, engine="diffusion",
+                                   max_tokens=16, language="python")
+    gap = diffusion_engine.ar_gap(engines.ar, engines.diffusion, request, False)
+    completion = engines.complete(request)[0]
+    assert gap >= 2 and completion.tokens == gap  # an exact gap: no pad to collapse
+
+
+def test_the_pad_length_sizes_the_gap_without_the_ar_model():
+    engines = Engines(ModelConfig(device="cpu", diffusion_length="pad"))
+    completion = engines.complete(infill.InfillRequest(prefix=PREFIX, suffix=SUFFIX,
+                                                       engine="diffusion", max_tokens=64))[0]
+    assert engines._ar is None  # never loaded
+    # a line's 24 masks, the surplus collapsed into pads; one token per forward
+    assert 0 < completion.tokens < 24 and completion.forwards >= completion.tokens
+
+
+def test_an_unknown_diffusion_length_is_refused():
+    with pytest.raises(ValueError, match="unknown diffusion length 'oracle': use one of ar, pad"):
+        ModelConfig(diffusion_length="oracle")

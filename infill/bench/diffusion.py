@@ -7,8 +7,11 @@ Settings, side by side on the same tasks:
 - unknown length (the engine's oversized gap; the first forward decides where the content
   ends, `sampler.end_content`), one token per forward, a threshold, and k per forward (spaced
   or not);
-- an AR length prior (`engine.ar_gap`: as many masks as the AR target's greedy completion has
-  tokens, plus some slack for the pad), one token per forward and k per forward.
+- an AR length prior (`engine.ar_gap`: exactly as many masks as the AR target's greedy
+  completion has tokens), one token per forward and 16 per forward (first forward spaced), and
+  the engine's default (that length, `engine.default_settings`'s schedule for the task's
+  shape); its median ms includes the AR completion (speculative, with the n-gram drafter, as
+  the engine runs it), also given alone (`median_ar_ms`).
 Tasks: held-out single lines (`infill.train.heldout.line_tasks`) and, with `--safim DIR`, the
 first rows of each Python subset of SAFIM (block, control, API), which are scored as SAFIM
 scores them (its truncation, then exact match, unit tests in the sandbox, or an API syntax
@@ -25,9 +28,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infill.diffusion.engine import DiffusionSettings, ar_gap, encode, generate
+from infill.diffusion.engine import DiffusionSettings, ar_gap, default_settings, encode, generate
 from infill.models.loading import DEFAULT_MODELS, load_ar, load_diffusion
 from infill.request import InfillRequest
+from speculative.drafters import NgramDrafter
 
 # Fast-dLLM's confidence thresholds barely commit more than the forced token per forward with
 # the shipped model, which is seldom that sure (BENCHMARKS.md, 2026-11-29): the k-per-forward
@@ -55,9 +59,16 @@ SETTINGS = {
         (DiffusionSettings(per_forward=16, spaced_first=True), "unknown"),
     "unknown length, 8 tokens/forward, first forward spaced":
         (DiffusionSettings(per_forward=8, spaced_first=True), "unknown"),
-    "AR length prior, 1 token/forward": (DiffusionSettings(per_forward=1), "ar"),
-    "AR length prior, 6 tokens/forward, no remasking":
-        (DiffusionSettings(per_forward=6, remask_rounds=0), "ar"),
+    # the engine's default: the AR length, with `engine.default_settings`'s schedule per shape
+    "the engine's default (AR length; a line 16 tokens/forward, first forward spaced)":
+        (None, "ar"),
+    # the AR length prior denoises exactly that many masks: no pad, no collapse (`ar_gap`)
+    "AR length, 1 token/forward": (DiffusionSettings(collapse=False), "ar"),
+    "AR length, 16 tokens/forward, first forward spaced":
+        (DiffusionSettings(per_forward=16, spaced_first=True, collapse=False), "ar"),
+    "AR length, 16 tokens/forward, first forward spaced, no remasking":
+        (DiffusionSettings(per_forward=16, spaced_first=True, collapse=False, remask_rounds=0),
+         "ar"),
 }
 
 
@@ -94,18 +105,21 @@ def safim_cases(folder: Path, per_kind: int) -> dict[str, list[Case]]:
     return {name: cases for name, cases in out.items() if cases}
 
 
-def run_setting(dm, cases: list[Case], settings: DiffusionSettings, length: str,
+def run_setting(dm, cases: list[Case], settings: DiffusionSettings | None, length: str,
                 ar=None) -> dict:
     """One setting over the cases; `length` as in SETTINGS ("ar" needs the AR model `ar`,
-    whose decoding counts in the ms)."""
+    whose decoding, with the engine's default drafter, counts in the ms); settings None: the
+    engine's for the case's shape."""
     from rapidfuzz.distance import Levenshtein
 
     from infill import safim, sandbox, syntax  # tree-sitter: not needed to build the CLI parser
     from infill.evaluate import execute
 
     exact, parses, similarity, passed, tested = 0, 0, [], 0, 0
-    ms, forwards, tokens = [], [], []
+    ms, ar_ms, forwards, tokens = [], [], [], []
+    drafter = NgramDrafter()  # `Engines.drafter` by default: greedy output is the AR model's
     for case in cases:
+        shaped = settings or default_settings(length, case.multiline)
         request = InfillRequest(prefix=case.prefix, suffix=case.suffix, path=case.path,
                                 engine="diffusion", max_tokens=64, multiline=case.multiline)
         start = time.perf_counter()
@@ -113,8 +127,9 @@ def run_setting(dm, cases: list[Case], settings: DiffusionSettings, length: str,
         if length == "true":
             gap = max(1, len(encode(dm, case.expected)))
         elif length == "ar":
-            gap = ar_gap(ar, dm, request, case.multiline, settings)
-        text, kept, n = generate(dm, request, case.multiline, settings, gap=gap)
+            gap = ar_gap(ar, dm, request, case.multiline, shaped, drafter)
+            ar_ms.append((time.perf_counter() - start) * 1000)
+        text, kept, n = generate(dm, request, case.multiline, shaped, gap=gap)
         ms.append((time.perf_counter() - start) * 1000)
         forwards.append(n)
         tokens.append(kept)
@@ -132,7 +147,9 @@ def run_setting(dm, cases: list[Case], settings: DiffusionSettings, length: str,
     return {"tasks": len(cases), "exact_match": exact / len(cases), "parses": parses / len(cases),
             "edit_similarity": statistics.fmean(similarity),
             "pass_at_1": passed / tested if tested else None,
-            "median_ms": statistics.median(ms), "forwards": statistics.fmean(forwards),
+            "median_ms": statistics.median(ms),
+            "median_ar_ms": statistics.median(ar_ms) if ar_ms else None,
+            "forwards": statistics.fmean(forwards),
             "tokens_per_forward": sum(tokens) / max(1, sum(forwards)),
             "tokens": statistics.fmean(tokens)}
 

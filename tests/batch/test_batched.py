@@ -1,5 +1,7 @@
 """Batched generation computes what one request at a time computes."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,16 +28,20 @@ def batched(engines, reqs, batch_size=3):
     return [results[i] for i in range(len(reqs))]
 
 
-@pytest.mark.parametrize("engine", ["speculative", "diffusion"])
-def test_greedy_batched_equals_one_at_a_time(tiny_engines, engine):
+@pytest.mark.parametrize("engine,length", [("speculative", "ar"), ("diffusion", "ar"),
+                                           ("diffusion", "pad")])
+def test_greedy_batched_equals_one_at_a_time(tiny_engines, engine, length):
+    engines = tiny_engines
+    if length != engines.config.diffusion_length:
+        engines = Engines(replace(tiny_engines.config, diffusion_length=length))
     reqs = requests(engine, 8, max_tokens=20 if engine == "speculative" else 10)
-    alone = [tiny_engines.complete(r)[0] for r in reqs]
-    together = batched(tiny_engines, reqs)
+    alone = [engines.complete(r)[0] for r in reqs]
+    together = batched(engines, reqs)
     assert [c.text for c in together] == [c.text for c in alone]
     assert [c.tokens for c in together] == [c.tokens for c in alone]
     assert any(c.text for c in alone) and len({c.text for c in alone}) > 2  # not vacuous
     assert all(c.engine == engine and c.forwards >= 1 for c in together)
-    if engine == "diffusion":  # one token per forward: the same forwards either way
+    if engine == "diffusion":  # the same gaps and schedules: the same forwards either way
         assert [c.forwards for c in together] == [c.forwards for c in alone]
 
 
@@ -64,6 +70,27 @@ def test_a_failing_row_fails_alone(tiny_engines, monkeypatch):
         return original(batch)
 
     monkeypatch.setattr(engine, "_ar_batch", fragile)
+    results = dict(r for batch in engine.complete_many(reqs) for r in batch)
+    assert isinstance(results[2], RuntimeError)
+    assert all(not isinstance(results[i], Exception) for i in (0, 1, 3))
+
+
+def test_a_row_whose_gap_cannot_be_sized_fails_alone(tiny_engines, monkeypatch):
+    import infill.batched as batched_module
+
+    reqs = requests("diffusion", 4, max_tokens=8)
+    engine = BatchedEngines(tiny_engines, batch_size=4)
+    original = batched_module.decode_batch
+    fragile_prompt = []
+
+    def fragile(model, prompts, **kwargs):
+        if fragile_prompt[0] in prompts:
+            raise RuntimeError("boom")
+        return original(model, prompts, **kwargs)
+
+    fragile_prompt.append(batched_module.autoregressive.build_prompt(
+        tiny_engines.ar, reqs[2].prefix, reqs[2].suffix, reqs[2].max_tokens))
+    monkeypatch.setattr(batched_module, "decode_batch", fragile)
     results = dict(r for batch in engine.complete_many(reqs) for r in batch)
     assert isinstance(results[2], RuntimeError)
     assert all(not isinstance(results[i], Exception) for i in (0, 1, 3))

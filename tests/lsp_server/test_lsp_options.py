@@ -41,11 +41,13 @@ def test_camel_case_snake_case_and_an_infill_section():
 
 def test_model_options_and_the_model_config():
     options, warnings = parse_options({"engine": "diffusion", "target": "/m/t", "device": "cuda:1",
-                                       "dtype": "bf16", "trustRemoteCode": True})
+                                       "dtype": "bf16", "trustRemoteCode": True,
+                                       "diffusionLength": "pad"})
     assert warnings == []
     config = options.model_config()
-    assert (config.target, config.device, config.dtype, config.trust_remote_code) == \
-        ("/m/t", "cuda:1", "bf16", True)
+    assert (config.target, config.device, config.dtype, config.trust_remote_code,
+            config.diffusion_length) == ("/m/t", "cuda:1", "bf16", True, "pad")
+    assert ServerOptions().model_config().diffusion_length == "ar"
     assert options.models_differ(ServerOptions())
     assert not ServerOptions(max_tokens=3).models_differ(ServerOptions())
 
@@ -55,6 +57,7 @@ def test_model_options_and_the_model_config():
     ("maxTokens", True), ("maxTokens", 2.5), ("debounceMs", -1), ("contextChars", 10),
     ("multiline", "sometimes"), ("device", "tpu"), ("device", 0), ("dtype", "int4"),
     ("warmup", "yes"), ("target", 42), ("logDir", "a\x00b"), ("timeoutMs", None),
+    ("diffusionLength", "oracle"),
 ])
 def test_an_invalid_value_warns_and_keeps_the_default(key, value):
     options, warnings = parse_options({key: value, "maxTokens": 7} if key != "maxTokens" else {key: value})

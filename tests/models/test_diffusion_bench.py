@@ -57,22 +57,29 @@ def test_bench_diffusion_runs_the_chosen_settings_beside_the_reference(tmp_path)
         "true length, 6 tokens/forward, no remasking",
         "true length, 8 tokens/forward, no remasking",
         "true length, 16 tokens/forward, first forward spaced, no remasking",
-        "AR length prior, 6 tokens/forward, no remasking"]
+        "AR length, 16 tokens/forward, first forward spaced, no remasking"]
     reference = by_setting["reference (1 token/forward, true length)"]
     for name in ("true length, 8 tokens/forward, no remasking",
                  "true length, 16 tokens/forward, first forward spaced, no remasking"):
         assert by_setting[name]["forwards"] <= reference["forwards"]
 
 
-def test_ar_length_prior_gives_the_gap_room_for_the_ar_completion_within_the_fixed_gap():
+def test_ar_length_prior_is_the_ar_completions_length_within_the_fixed_gap():
     ar = load_ar(DEFAULT_MODELS["target"], "cpu")
     dm = load_diffusion(DEFAULT_MODELS["diffusion"], "cpu")
     request = InfillRequest(prefix="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))\n",
                             engine="diffusion", max_tokens=24)
     text, _ = autoregressive.generate(ar, request, False)
     tokens = len(engine.encode(dm, text))
-    gap = engine.ar_gap(ar, dm, request, False)
-    assert tokens + 2 <= gap <= engine.gap_size(request, False, engine.DiffusionSettings())
+    assert tokens >= 2
+    assert engine.ar_gap(ar, dm, request, False) == tokens
     assert engine.ar_gap(ar, dm, replace(request, max_tokens=2), False) == 2
-    filled, kept, _ = engine.generate(dm, request, False, gap=gap)
-    assert kept <= gap and "<|" not in filled
+    settings = engine.DiffusionSettings(collapse=False)
+    filled, kept, forwards = engine.generate(dm, request, False, settings, gap=tokens)
+    assert kept == tokens and forwards >= 1 and "<|" not in filled
+
+
+def test_a_gap_of_no_tokens_completes_nothing_without_a_forward():
+    dm = load_diffusion(DEFAULT_MODELS["diffusion"], "cpu")
+    request = InfillRequest(prefix="x = 1\n", suffix="\n", engine="diffusion")
+    assert engine.generate_candidates(dm, request, False, gap=0, rows=2) == (["", ""], [0, 0], 0)
