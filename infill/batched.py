@@ -14,9 +14,10 @@ Each request is routed, shaped (single/multi-line), prompted, cut and guarded ex
   alone); sampled rows draw from their own generator seeded with the request's seed, as the
   single path without a drafter.
 - diffusion: each gap is sized as the single path sizes it (by default from the AR model's
-  greedy completion, the AR rows batched as above, a chunk of rows at a time); canvases with
-  the same gap size and shape go together; prefixes are left-padded and
-  suffixes right-padded so every gap starts at the same column, which lets the one sampler
+  greedy completion, the AR rows batched as above, a chunk of rows at a time); canvases of
+  the same shape (a line, a few lines) go together; prefixes are left-padded, gaps padded to
+  the batch's widest and suffixes right-padded so every gap starts at the same column and has
+  one width, which lets the one sampler
   (`infill.diffusion.sampler.denoise`) run unchanged on the [B, L] batch, the model seeing an
   attention mask and each row's own positions. Greedy output equals the single path; sampled
   rows share one generator per batch (seeded with the first row's seed), so a sample depends on
@@ -136,13 +137,14 @@ class BatchedEngines:
         for j in jobs:
             j.canvas, j.start = diffusion_engine.build_canvas(dm, j.request.prefix,
                                                               j.request.suffix, j.gap)
-            # one sampler call per batch: one gap size, one schedule, one temperature; without
-            # padding support in the model, only canvases of identical layout can share a batch
-            key = (j.gap, j.multiline, j.request.temperature)
+            # one sampler call per batch: one schedule, one temperature (gaps of different
+            # sizes are padded to one, `_diffusion_batch`); without padding support in the
+            # model, only canvases of identical layout can share a batch
+            key = (j.multiline, j.request.temperature)
             if j.error is not None:  # alone, to be reported as its result
                 key = ("error", j.index)
             if not padding:
-                key += (j.start, len(j.canvas))
+                key += (j.gap, j.start, len(j.canvas))
             groups[key].append(j)
         for key in sorted(groups, key=str):
             # padded width can exceed the longest canvas (one row's long prefix, another's long
@@ -228,21 +230,31 @@ class BatchedEngines:
         return out
 
     def _diffusion_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
-        dm, settings = self.engines.diffusion, self._settings(batch[0].multiline)
-        start_time = time.perf_counter()
-        gap, first = batch[0].gap, batch[0].request
+        """Rows of different gap sizes share a batch: each gap is padded to the widest, the
+        padding between a row's gap and its suffix hidden by the attention mask and skipped by
+        the positions, so each row's model sees its own prefix + gap + suffix."""
         if batch[0].error is not None:
             raise batch[0].error
-        if gap == 0:  # an AR length prior of no tokens: nothing to fill
-            return [self._finish(j, "", dm.name, 0, 0, j.length_ms) for j in batch]
+        dm, settings = self.engines.diffusion, self._settings(batch[0].multiline)
+        start_time = time.perf_counter()
+        out = [self._finish(j, "", dm.name, 0, 0, j.length_ms)  # an AR length of no tokens
+               for j in batch if j.gap == 0]
+        batch = [j for j in batch if j.gap > 0]
+        if not batch:
+            return out
+        first = batch[0].request
+        gap = max(j.gap for j in batch)
         left = max(j.start for j in batch)
-        right = max(len(j.canvas) - j.start - gap for j in batch)
+        right = max(len(j.canvas) - j.start - j.gap for j in batch)
         pad = _pad_id(dm.tokenizer)
         rows, mask = [], []
         for j in batch:
-            before, after = left - j.start, right - (len(j.canvas) - j.start - gap)
-            rows.append([pad] * before + j.canvas + [pad] * after)
-            mask.append([0] * before + [1] * len(j.canvas) + [0] * after)
+            end = j.start + j.gap
+            before, inside, after = left - j.start, gap - j.gap, right - (len(j.canvas) - end)
+            rows.append([pad] * before + j.canvas[:end] + [pad] * inside + j.canvas[end:]
+                        + [pad] * after)
+            mask.append([0] * before + [1] * end + [0] * inside + [1] * (len(j.canvas) - end)
+                        + [0] * after)
         canvas = torch.tensor(rows, device=dm.device)
         attention = torch.tensor(mask, device=dm.device)
         model = PaddedModel(dm.model, attention, left, left + gap, dm.mask_id)
@@ -252,9 +264,8 @@ class BatchedEngines:
                             shift_logits=dm.shift_logits, temperature=first.temperature,
                             seed=first.seed, **diffusion_engine.schedule_options(settings))
         ms = (time.perf_counter() - start_time) * 1000 / len(batch)
-        out = []
         for i, job in enumerate(batch):
-            text, _, kept = diffusion_engine.kept_text(dm, filled[i].tolist())
+            text, _, kept = diffusion_engine.kept_text(dm, filled[i, :job.gap].tolist())
             text, _ = cut_completion(text, job.request.suffix, job.multiline,
                                      autoregressive.MAX_LINES)
             out.append(self._finish(job, text, dm.name, len(kept), int(model.forwards[i]),

@@ -78,6 +78,8 @@ def add_parser(subparsers) -> None:
     held.add_argument("--engine", choices=("speculative", "diffusion", "both"), default="both")
     held.add_argument("--models", type=Path, help="model folder (default: the shipped models)")
     held.add_argument("--device")
+    held.add_argument("--diffusion-length", choices=("ar", "pad"), default="ar",
+                      help="how the diffusion engine sizes a gap (ModelConfig.diffusion_length)")
     held.add_argument("--workers", type=_positive, default=1,
                       help="processes on the CPU, each with its own models and every N-th task")
     held.add_argument("--json", type=Path, help="write the results here")

@@ -150,7 +150,8 @@ def run(args) -> int:
     folder = args.models
     config = ModelConfig(device=args.device,
                          target=str(folder / "target") if folder else None,
-                         diffusion=str(folder / "diffusion") if folder else None)
+                         diffusion=str(folder / "diffusion") if folder else None,
+                         diffusion_length=args.diffusion_length)
     chosen = ("speculative", "diffusion") if args.engine == "both" else (args.engine,)
     if args.workers > 1:
         results = [evaluate_in_processes(config, tasks, e, args.workers) for e in chosen]

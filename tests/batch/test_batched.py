@@ -19,9 +19,15 @@ def requests(engine: str, count: int, max_tokens: int = 20, **kwargs) -> list[In
             for i, t in enumerate(code_tasks(count, seed=3, longest=400))]
 
 
-def batched(engines, reqs, batch_size=3):
+def batched(engines, reqs, batch_size=3, gaps=None):
+    """The completions in the requests' order; `gaps`, a list, gets each diffusion batch's
+    gap sizes."""
     results = {}
-    for batch in BatchedEngines(engines, batch_size=batch_size).complete_many(reqs):
+    engine = BatchedEngines(engines, batch_size=batch_size)
+    if gaps is not None:
+        run = engine._diffusion_batch
+        engine._diffusion_batch = lambda jobs: gaps.append({j.gap for j in jobs}) or run(jobs)
+    for batch in engine.complete_many(reqs):
         assert len(batch) <= batch_size
         results.update(batch)
     assert sorted(results) == list(range(len(reqs)))
@@ -36,8 +42,11 @@ def test_greedy_batched_equals_one_at_a_time(tiny_engines, engine, length):
         engines = Engines(replace(tiny_engines.config, diffusion_length=length))
     reqs = requests(engine, 8, max_tokens=20 if engine == "speculative" else 10)
     alone = [engines.complete(r)[0] for r in reqs]
-    together = batched(engines, reqs)
+    gaps = []
+    together = batched(engines, reqs, gaps=gaps)
     assert [c.text for c in together] == [c.text for c in alone]
+    if length == "ar" and engine == "diffusion":  # gaps of different sizes shared a batch
+        assert any(len(sizes) > 1 for sizes in gaps)
     assert [c.tokens for c in together] == [c.tokens for c in alone]
     assert any(c.text for c in alone) and len({c.text for c in alone}) > 2  # not vacuous
     assert all(c.engine == engine and c.forwards >= 1 for c in together)

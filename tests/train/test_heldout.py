@@ -49,7 +49,8 @@ def test_tasks_come_from_the_chosen_packages_only(tmp_path):
 
 def test_a_package_that_is_not_held_out_is_a_clear_error(tmp_path):
     args = SimpleNamespace(data=held_out_data(tmp_path), packages=["numpy"], tasks=5,
-                           models=None, device="cpu", engine="speculative", json=None, workers=1)
+                           models=None, device="cpu", engine="speculative", json=None, workers=1,
+                           diffusion_length="ar")
     with pytest.raises(SystemExit, match="no held-out files of numpy; the held-out packages are"):
         run(args)
 
