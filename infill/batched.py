@@ -177,8 +177,9 @@ class BatchedEngines:
         except Exception as exc:  # noqa: BLE001 -- reported per row by the caller
             if len(batch) == 1:
                 batch[0].error = exc
-            for job in batch if len(batch) > 1 else []:
-                self._guarded_gaps(ar, dm, [job])
+            else:
+                for job in batch:
+                    self._guarded_gaps(ar, dm, [job])
             return
         ms = (time.perf_counter() - start) * 1000 / len(batch)
         for j, (tokens, _) in zip(batch, results):
