@@ -13,6 +13,7 @@ from infill.models.loading import (DEFAULT_MODELS, ARModel, DiffusionModel, load
                                    load_diffusion)
 from infill.request import Completion, InfillRequest
 from infill.router import choose_engine, is_multiline
+from speculative.cancel import Cancelled
 from speculative.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
 
 DRAFTERS = ("auto", "combined", "model", "ngram", "none")
@@ -56,6 +57,7 @@ class Engines:
         self._draft: ARModel | None = None
         self._diffusion: DiffusionModel | None = None
         self._drafter = None
+        self._last_greedy = None  # (key, text, DecodeResult) of the last greedy AR completion
 
     @property
     def ar(self) -> ARModel:
@@ -139,18 +141,35 @@ class Engines:
         return self.diffusion.name, texts, tokens, [forwards] * count
 
     def _ar_gap(self, request, multiline) -> int:
-        """The diffusion gap from the AR engine's greedy completion, under that engine's lock
-        (its decoder's cache is shared)."""
+        """The diffusion gap from the AR engine's greedy completion (`diffusion_engine.ar_gap`),
+        under that engine's lock (its decoder's cache is shared)."""
         with self._run_locks["speculative"]:
-            return diffusion_engine.ar_gap(self.ar, self.diffusion, request, multiline,
-                                           drafter=self.drafter)
+            text, _ = self._greedy_ar(request, multiline)
+        return diffusion_engine.gap_for_text(self.diffusion, text, request, multiline)
+
+    def _greedy_ar(self, request, multiline):
+        """(text, DecodeResult) of the AR model's greedy completion of the request, with the AR
+        engine's lock held. The last one is kept: an Invoked request asks both engines, and
+        the diffusion engine sizes its gap from the same completion."""
+        if request.cancel.cancelled:
+            raise Cancelled()
+        key = (request.prefix, request.suffix, multiline, request.max_tokens)
+        if self._last_greedy is None or self._last_greedy[0] != key:
+            text, result = autoregressive.generate(
+                self.ar, replace(request, temperature=0.0), multiline, self.drafter)
+            self._last_greedy = (key, text, result)
+        return self._last_greedy[1:]
 
     def _ar_candidates(self, request, multiline, count):
         """(model name, texts, tokens, forwards): one decode per candidate, seeds S, S+1, ..."""
         texts, tokens, forwards = [], [], []
         for i in range(count):
-            text, result = autoregressive.generate(
-                self.ar, replace(request, seed=(request.seed or 0) + i), multiline, self.drafter)
+            if request.temperature <= 0:  # one answer, perhaps already found for the diffusion gap
+                text, result = self._greedy_ar(request, multiline)
+            else:
+                text, result = autoregressive.generate(
+                    self.ar, replace(request, seed=(request.seed or 0) + i), multiline,
+                    self.drafter)
             texts.append(text)
             tokens.append(len(result.tokens))
             forwards.append(result.forwards)

@@ -1,6 +1,7 @@
 """Both engines on the shipped models, through the public `infill.complete` path."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -142,3 +143,21 @@ def test_the_pad_length_sizes_the_gap_without_the_ar_model():
 def test_an_unknown_diffusion_length_is_refused():
     with pytest.raises(ValueError, match="unknown diffusion length 'oracle': use one of ar, pad"):
         ModelConfig(diffusion_length="oracle")
+
+
+def test_both_engines_on_one_request_run_the_ar_model_once(monkeypatch):
+    """An Invoked request asks both engines: the diffusion engine sizes its gap from the AR
+    engine's greedy completion of the same request rather than decoding it again."""
+    from infill import autoregressive
+
+    engines = Engines(ModelConfig(device="cpu"))
+    calls = []
+    original = autoregressive.generate
+    monkeypatch.setattr(autoregressive, "generate",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    request = infill.InfillRequest(prefix=PREFIX, suffix=SUFFIX, max_tokens=16)
+    ar = engines.complete(replace(request, engine="speculative"))[0]
+    diffusion = engines.complete(replace(request, engine="diffusion"))[0]
+    assert len(calls) == 1 and ar.tokens >= 1 and diffusion.forwards >= 1
+    engines.complete(replace(request, engine="diffusion", prefix=PREFIX + "m"))
+    assert len(calls) == 2  # another request: another AR completion

@@ -41,6 +41,8 @@ def test_greedy_batched_equals_one_at_a_time(tiny_engines, engine, length):
     if length != engines.config.diffusion_length:
         engines = Engines(replace(tiny_engines.config, diffusion_length=length))
     reqs = requests(engine, 8, max_tokens=20 if engine == "speculative" else 10)
+    if engine == "diffusion":  # the tiny AR model writes to the limit: gaps of 4 to 11
+        reqs = [replace(r, max_tokens=4 + i) for i, r in enumerate(reqs)]
     alone = [engines.complete(r)[0] for r in reqs]
     gaps = []
     together = batched(engines, reqs, gaps=gaps)
