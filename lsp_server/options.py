@@ -64,7 +64,7 @@ MULTILINE = ("auto", "always", "never")
 CPU_DEBOUNCE_MS = 25
 DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps|auto)$")
-# Options that change which models are loaded: changing one reloads the models.
+# Options that make up the models' configuration (`ModelConfig`): changing one reloads the models.
 MODEL_FIELDS = ("target", "draft", "diffusion", "drafter", "device", "dtype", "fim_format",
                 "diffusion_family", "trust_remote_code", "diffusion_length")
 DIFFUSION_LENGTHS = ("ar", "pad")  # infill.diffusion.engine.LENGTHS
