@@ -112,12 +112,7 @@ class BatchedEngines:
 
     def _batches(self, engine: str, jobs: list[Job]) -> Iterator[list[Job]]:
         if engine == "speculative":
-            ar = self.engines.ar
-            for j in jobs:
-                j.prompt = autoregressive.build_prompt(ar, j.request.prefix, j.request.suffix,
-                                                       j.request.max_tokens)
-            yield from buckets(jobs, lambda j: len(j.prompt) + j.request.max_tokens,
-                               self.batch_size, self.max_batch_tokens)
+            yield from self._ar_batches(jobs)
             return
         # sized a chunk at a time: a long job writes its first rows without waiting for the
         # AR model to size every gap
@@ -152,40 +147,52 @@ class BatchedEngines:
             yield from buckets(groups[key], lambda j: len(j.canvas), self.batch_size,
                                self.max_batch_tokens)
 
-    def _ar_gaps(self, jobs: list[Job]) -> None:
-        """Each diffusion job's gap from the AR model's greedy completion of its request, the
-        AR rows batched (`diffusion_engine.ar_gap` is the single path's)."""
-        ar, dm = self.engines.ar, self.engines.diffusion
+    def _ar_batches(self, jobs: list[Job]) -> Iterator[list[Job]]:
+        """The jobs' FIM prompts, in batches of similar length."""
+        ar = self.engines.ar
         for j in jobs:
             j.prompt = autoregressive.build_prompt(ar, j.request.prefix, j.request.suffix,
                                                    j.request.max_tokens)
-        for batch in buckets(jobs, lambda j: len(j.prompt) + j.request.max_tokens,
-                             self.batch_size, self.max_batch_tokens):
-            self._guarded_gaps(ar, dm, batch)
+        yield from buckets(jobs, lambda j: len(j.prompt) + j.request.max_tokens,
+                           self.batch_size, self.max_batch_tokens)
 
-    def _guarded_gaps(self, ar, dm, batch: list[Job]) -> None:
-        """Size a batch's gaps; if that fails, each row alone, so one bad row costs only itself."""
-        start = time.perf_counter()
-        try:
-            results = decode_batch(
-                ar.model, [j.prompt for j in batch],
-                max_new_tokens=[j.request.max_tokens for j in batch], stop_ids=ar.stop_ids,
-                stop_rules=[autoregressive.stop_rule(ar, j.request.suffix, j.multiline)
-                            for j in batch],
-                temperatures=[0.0] * len(batch), top_ps=[1.0] * len(batch),
-                seeds=[None] * len(batch), pad_id=_pad_id(ar.tokenizer))
-        except Exception as exc:  # noqa: BLE001 -- reported per row by the caller
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:
-                for job in batch:
-                    self._guarded_gaps(ar, dm, [job])
-            return
-        ms = (time.perf_counter() - start) * 1000 / len(batch)
-        for j, (tokens, _) in zip(batch, results):
-            text = autoregressive.completion_text(ar, tokens, j.request.suffix, j.multiline)
-            j.gap = diffusion_engine.gap_for_text(dm, text, j.request, j.multiline)
+    def _ar_gaps(self, jobs: list[Job]) -> None:
+        """Each diffusion job's gap from the AR model's greedy completion of its request, the
+        AR rows batched (`diffusion_engine.ar_gap` is the single path's); a row whose gap could
+        not be sized keeps the error, to be reported as its result."""
+        for batch in self._ar_batches(jobs):
+            outcomes = dict(self._guarded(self._size_gaps, batch))  # None, or the error
+            for job in batch:
+                job.error = outcomes[job.index]
+
+    def _size_gaps(self, batch: list[Job]) -> list[tuple[int, None]]:
+        texts, ms = self._ar_texts(batch, greedy=True)
+        for j, (text, _, _) in zip(batch, texts):
+            j.gap = diffusion_engine.gap_for_text(self.engines.diffusion, text, j.request,
+                                                  j.multiline)
             j.length_ms = ms
+        return [(j.index, None) for j in batch]
+
+    def _ar_texts(self, batch: list[Job], greedy: bool = False
+                  ) -> tuple[list[tuple[str, list[int], int]], float]:
+        """([(completion text, tokens, forwards)] per row, ms per row): the rows decoded
+        together, each with its request's sampling settings or greedily."""
+        ar = self.engines.ar
+        start = time.perf_counter()
+        rows = len(batch)
+        results = decode_batch(
+            ar.model, [j.prompt for j in batch],
+            max_new_tokens=[j.request.max_tokens for j in batch], stop_ids=ar.stop_ids,
+            stop_rules=[autoregressive.stop_rule(ar, j.request.suffix, j.multiline)
+                        for j in batch],
+            temperatures=[0.0] * rows if greedy else [j.request.temperature for j in batch],
+            top_ps=[1.0] * rows if greedy else [j.request.top_p for j in batch],
+            seeds=[None] * rows if greedy else [j.request.seed for j in batch],
+            pad_id=_pad_id(ar.tokenizer))
+        ms = (time.perf_counter() - start) * 1000 / rows
+        texts = [(autoregressive.completion_text(ar, tokens, j.request.suffix, j.multiline),
+                  tokens, forwards) for j, (tokens, forwards) in zip(batch, results)]
+        return texts, ms
 
     def _guarded(self, run, batch: list[Job]) -> list[tuple[int, Completion | Exception]]:
         """Run a batch; if it fails, each row alone, so one bad row costs only itself."""
@@ -213,22 +220,10 @@ class BatchedEngines:
                                      valid=checked.valid, truncated=checked.truncated)
 
     def _ar_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
-        ar = self.engines.ar
-        start = time.perf_counter()
-        results = decode_batch(
-            ar.model, [j.prompt for j in batch],
-            max_new_tokens=[j.request.max_tokens for j in batch], stop_ids=ar.stop_ids,
-            stop_rules=[autoregressive.stop_rule(ar, j.request.suffix, j.multiline)
-                        for j in batch],
-            temperatures=[j.request.temperature for j in batch],
-            top_ps=[j.request.top_p for j in batch], seeds=[j.request.seed for j in batch],
-            pad_id=_pad_id(ar.tokenizer))
-        ms = (time.perf_counter() - start) * 1000 / len(batch)
-        out = []
-        for job, (tokens, forwards) in zip(batch, results):
-            text = autoregressive.completion_text(ar, tokens, job.request.suffix, job.multiline)
-            out.append(self._finish(job, text, ar.name, len(tokens), forwards, ms))
-        return out
+        texts, ms = self._ar_texts(batch)
+        name = self.engines.ar.name
+        return [self._finish(job, text, name, len(tokens), forwards, ms)
+                for job, (text, tokens, forwards) in zip(batch, texts)]
 
     def _diffusion_batch(self, batch: list[Job]) -> list[tuple[int, Completion]]:
         """Rows of different gap sizes share a batch: each gap is padded to the widest, the
