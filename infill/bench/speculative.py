@@ -3,7 +3,9 @@ with `--shapes`, the time of one decode and one verify step at real model shapes
 
 Completions: requests are held-out code (single lines and random spans as editors ask). Every
 method decodes the same prompt ids greedily and stops on the same stop tokens or after
-`max_new_tokens`, so tokens/s compare like with like.
+`max_new_tokens`, so tokens/s compare like with like. With `--passes N` the methods take turns
+over the requests N times and a request's time is its median over the passes: the methods
+side by side, less of a GPU's drift between runs in any one of them.
 
 Steps (`--shapes tiny,1.5b,7b`): randomly initialised Qwen2 models of Qwen2.5-Coder-1.5B and
 -7B shapes, built directly on the device, time one decode step (1 token) and one verify step
@@ -129,6 +131,15 @@ def run_hf(ar, prompts, max_new: int, **generate_kwargs) -> list[dict]:
     return rows
 
 
+def _median_rows(passes: list[list[dict]]) -> list[dict]:
+    """One row per request over several passes: its median ms (greedy tokens are the same in
+    every pass; the first pass's are kept)."""
+    if len(passes) == 1:
+        return passes[0]
+    return [{**first, "ms": statistics.median(p[i]["ms"] for p in passes)}
+            for i, first in enumerate(passes[0])]
+
+
 def summarize(name: str, rows: list[dict], reference: list[dict] | None) -> dict:
     total_tokens = sum(len(r["tokens"]) for r in rows)
     total_s = sum(r["ms"] for r in rows) / 1000
@@ -207,20 +218,39 @@ def run_completions(args, save=lambda report: None) -> dict:
               "requests": len(prompts), "max_new_tokens": args.max_new_tokens,
               "prompt_tokens_median": statistics.median(len(p.ids) for p in prompts),
               "results": []}
-    results, reference = report["results"], None
-    for name, method in methods.items():
-        began = time.perf_counter()
-        try:
-            rows = method(prompts, args.max_new_tokens)
-            reference = reference or rows
-            results.append(summarize(name, rows, reference))
-        except Exception as exc:
-            results.append({"method": name, "error": _error(exc),
-                            "warm_up_error": warm_errors.get(name)})
-        results[-1]["seconds"] = time.perf_counter() - began
-        print(f"{name}: {results[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    report["passes"] = passes = max(1, getattr(args, "passes", 1))
+    runs: dict[str, list[list[dict]]] = {name: [] for name in methods}
+    failed: dict[str, str] = {}
+    seconds = dict.fromkeys(methods, 0.0)
+
+    def summarize_runs() -> None:
+        """The results so far: each method's requests at their median over its passes."""
+        results, reference = [], None
+        for name in methods:
+            if name in failed:
+                results.append({"method": name, "error": failed[name],
+                                "warm_up_error": warm_errors.get(name)})
+            elif runs[name]:
+                rows = _median_rows(runs[name])
+                reference = reference or rows
+                results.append({**summarize(name, rows, reference), "seconds": seconds[name]})
         _ratios(results)
-        save(report)
+        report["results"] = results
+
+    for done in range(1, passes + 1):  # the methods in turn, pass after pass: side by side
+        for name, method in methods.items():
+            if name in failed:
+                continue
+            began = time.perf_counter()
+            try:
+                runs[name].append(method(prompts, args.max_new_tokens))
+            except Exception as exc:
+                failed[name] = _error(exc)
+            seconds[name] += time.perf_counter() - began
+            print(f"{name}, pass {done}: {time.perf_counter() - began:.1f} s", file=sys.stderr,
+                  flush=True)
+            summarize_runs()
+            save(report)
     report["target_cache"] = describe_cache(kv_cache(target.model))
     if draft is not None:
         report["draft_cache"] = describe_cache(kv_cache(draft.model))
@@ -528,6 +558,9 @@ def add_parser(sub) -> None:
     p.add_argument("--target")
     p.add_argument("--draft")
     p.add_argument("--requests", type=int, default=40)
+    p.add_argument("--passes", type=int, default=1,
+                   help="passes over the requests, the methods in turn; a request's time is "
+                        "its median over the passes")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--shapes", help=f"comma-separated, of: {', '.join(SHAPES)}")
     p.add_argument("--no-completions", action="store_true",

@@ -64,12 +64,14 @@ def test_completion_benchmark_compares_methods_on_the_shipped_models(tmp_path, m
 
     monkeypatch.setattr(bench, "bench_prompts", prompts)
     monkeypatch.setattr(bench, "ModelDrafter", None)  # "draft model" fails: calling None
-    args = args_for(tmp_path, requests=2, max_new_tokens=6, methods="ar,ngram,draft,hf")
+    args = args_for(tmp_path, requests=2, max_new_tokens=6,
+                    methods="ar,ngram,draft,hf", passes=2)
     assert bench.run(args) == 0
     report = json.loads((tmp_path / "out.json").read_text())
     results = {r["method"]: r for r in report["results"]}
     assert list(results) == ["plain AR (ours)", "speculative n-gram", "speculative draft model",
                              "HF generate"]
+    assert report["passes"] == 2
     assert "error" in results["speculative draft model"]
     for name in ("plain AR (ours)", "speculative n-gram", "HF generate"):
         r = results[name]
@@ -124,3 +126,10 @@ bench.main(["--device", "cpu", "--requests", "1", "--max-new-tokens", "2", "--me
     assert [r["method"] for r in report["results"]] == ["plain AR (ours)", "speculative n-gram"]
     assert all("error" not in r for r in report["results"])
     assert report["steps"]["shapes"][0]["methods"]["static eager"]["decode_ms"] > 0
+
+
+def test_a_requests_time_over_passes_is_its_median():
+    passes = [[{"ms": ms, "tokens": [1, 2]}, {"ms": 10 * ms, "tokens": [3]}] for ms in (3, 1, 2)]
+    rows = bench._median_rows(passes)
+    assert [r["ms"] for r in rows] == [2, 20]
+    assert [r["tokens"] for r in rows] == [[1, 2], [3]]
