@@ -6,8 +6,8 @@
 # rapidfuzz (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`, see
 # ../.library/device/README.md); SAFIM (default .work/batch-gpu/safim) holds SAFIM's Python rows.
 # Env: LIMIT seconds per step (default 150), KEYS keystrokes per trace (default 100), SKIP step
-# names to leave out (e.g. "diffusion steps"), REQUESTS for the speculative bench (default 40),
-# COMPILE_LIMIT seconds for the compiled-steps step (default 240).
+# names to leave out (e.g. "diffusion steps"), REQUESTS and PASSES for the speculative bench
+# (default 40 and 1), COMPILE_LIMIT seconds for the compiled-steps step (default 240).
 set -u
 OUT=${1:?out dir}
 WHEELS=${WHEELS:-.work/gpu-wheels}
@@ -27,7 +27,8 @@ step() {
   tail -n 30 "$R/$name.log"
 }
 
-step speculative python3 -m infill.cli bench speculative --device cuda --requests "${REQUESTS:-40}" --json "$R/speculative.json"
+step speculative python3 -m infill.cli bench speculative --device cuda --requests "${REQUESTS:-40}" \
+  --passes "${PASSES:-1}" --json "$R/speculative.json"
 step steps python3 -m infill.bench.speculative --device cuda --no-completions --shapes 1.5b,7b \
   --json "$R/steps.json"
 # the same with compiled decode/verify steps: compiles take minutes, so one shape, more time
