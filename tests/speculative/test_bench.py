@@ -133,3 +133,10 @@ def test_a_requests_time_over_passes_is_its_median():
     rows = bench._median_rows(passes)
     assert [r["ms"] for r in rows] == [2, 20]
     assert [r["tokens"] for r in rows] == [[1, 2], [3]]
+
+
+@pytest.mark.parametrize("passes", ["0", "-2", "two"])
+def test_passes_below_one_are_refused(passes, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cpu", "--passes", passes])
+    assert "at least 1" in capsys.readouterr().err
