@@ -14,6 +14,17 @@ class UsageError(Exception):
     """Bad arguments or input: printed as one line, exit status 2."""
 
 
+def positive_int(text: str) -> int:
+    """An integer of at least 1, for argparse (a clear message otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"use an integer of at least 1, not {text!r}")
+    return value
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models (default: the shipped models)")
     group.add_argument("--target", help="AR FIM model folder or cached HF repo id")

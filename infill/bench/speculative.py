@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from infill.cli import positive_int
 from speculative.cache import PrefixKV
 from speculative.decode import Decoder
 from speculative.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
@@ -218,7 +219,7 @@ def run_completions(args, save=lambda report: None) -> dict:
               "requests": len(prompts), "max_new_tokens": args.max_new_tokens,
               "prompt_tokens_median": statistics.median(len(p.ids) for p in prompts),
               "results": []}
-    report["passes"] = passes = getattr(args, "passes", 1)
+    report["passes"] = passes = args.passes
     runs: dict[str, list[list[dict]]] = {name: [] for name in methods}
     failed: dict[str, str] = {}
     seconds = dict.fromkeys(methods, 0.0)
@@ -546,15 +547,6 @@ def run(args) -> int:
     return 0
 
 
-def _at_least_one(text: str) -> int:
-    import argparse
-
-    value = int(text) if text.strip().lstrip("-").isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1")
-    return value
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("speculative", help="plain AR vs speculative decoding vs HF generate; "
                                            "--shapes: step times at real model shapes")
@@ -567,7 +559,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target")
     p.add_argument("--draft")
     p.add_argument("--requests", type=int, default=40)
-    p.add_argument("--passes", type=_at_least_one, default=1,
+    p.add_argument("--passes", type=positive_int, default=1,
                    help="passes over the requests, the methods in turn; a request's time is "
                         "its median over the passes")
     p.add_argument("--max-new-tokens", type=int, default=48)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from infill.cli import positive_int
+
 
 def add_parser(subparsers) -> None:
     train = subparsers.add_parser("train", help="train the embedded default models (GPU)")
@@ -80,21 +82,10 @@ def add_parser(subparsers) -> None:
     held.add_argument("--device")
     held.add_argument("--diffusion-length", choices=("ar", "pad"), default="ar",
                       help="how the diffusion engine sizes a gap (ModelConfig.diffusion_length)")
-    held.add_argument("--workers", type=_positive, default=1,
+    held.add_argument("--workers", type=positive_int, default=1,
                       help="processes on the CPU, each with its own models and every N-th task")
     held.add_argument("--json", type=Path, help="write the results here")
     held.set_defaults(run=_heldout)
-
-
-def _positive(text: str) -> int:
-    """An integer of at least 1, for argparse (a clear message otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"use an integer of at least 1, not {text!r}")
-    return value
 
 
 def _prep(args) -> int:
