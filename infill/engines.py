@@ -88,9 +88,11 @@ class Engines:
             kind = "combined" if self.config.draft else "ngram"
         if kind == "none":
             return None
+        next_tokens = self.ar.next_tokens  # (loads the target first: not under the lock below)
         with self._load_lock:
             if self._drafter is None:
-                c, ngram, path = self.config, NgramDrafter(), self._draft_path()
+                c, path = self.config, self._draft_path()
+                ngram = NgramDrafter(next_tokens=next_tokens)
                 if kind == "ngram" or path is None:
                     self._drafter = ngram
                 else:

@@ -15,7 +15,9 @@ Drafters replayed:
 - `n-gram, best of R rows`: the drafts of the R heaviest n-gram candidates verified side by side
   (the vote's first), the longest accepted one kept: what a verify step of R rows would give;
 - `n-gram steered by the draft model`: where the shipped draft model's next token differs from
-  the vote's first, the vote among the candidates that agree with it, else that token alone.
+  the vote's first, the vote among the candidates that agree with it, else that token alone;
+- `n-gram tree`: the tree a greedy round verifies on a GPU (`NgramDrafter.propose_tree` with the
+  shipped target's next-token table, 32 tokens a step with the re-fed ones).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from infill.bench.speculative import bench_prompts  # noqa: E402
-from infill.models.loading import DEFAULT_MODELS, load_ar  # noqa: E402
+from infill.models.loading import DEFAULT_MODELS, load_ar, load_next_tokens  # noqa: E402
 from speculative.decode import FREE_DRAFT, Decoder  # noqa: E402
 from speculative.drafters import NgramDrafter  # noqa: E402
 
@@ -67,6 +69,29 @@ def replay(row: dict, propose) -> list[int]:
         context.extend(seq[len(context) - len(prompt):i + 1])  # the tokens taken so far
         truth = seq[i + 1:]
         n = accepted(propose(context, min(FREE_DRAFT, MAX_NEW - i - 1), truth), truth)
+        rounds.append(n)
+        if any(t in stops for t in truth[:n]) or i + 1 + n >= MAX_NEW:
+            break
+        i += n + 1
+    return rounds
+
+
+def replay_trees(row: dict, drafter: NgramDrafter, step: int = 32) -> list[int]:
+    """`replay` for trees: the longest branch the greedy sequence follows; the tokens of an
+    accepted path that leaves the first branch are re-fed, and take room in the next step."""
+    prompt, seq, stops = row["prompt"], row["greedy"], set(row["stops"])
+    context, rounds, i, refeed = list(prompt), [], 0, 0
+    while i < len(seq) and seq[i] not in stops and i + 1 < MAX_NEW:
+        context.extend(seq[len(context) - len(prompt):i + 1])
+        truth = seq[i + 1:]
+        tree = drafter.propose_tree(context, min(FREE_DRAFT, MAX_NEW - i - 1), step - 1 - refeed)
+        path, node = [], 0
+        while len(path) < len(truth) and (node := tree.children[node].get(truth[len(path)],
+                                                                          -1)) >= 0:
+            path.append(node)
+        n = len(path)
+        kept = next((j for j, node in enumerate(path) if node != j + 1), n)
+        refeed = n - kept
         rounds.append(n)
         if any(t in stops for t in truth[:n]) or i + 1 + n >= MAX_NEW:
             break
@@ -122,9 +147,12 @@ def main() -> int:
         drafters["n-gram steered by the draft model"] = steered_by(ngram, draft, tally)
     report = {"requests": len(rows), "greedy_tokens": sum(len(r["greedy"]) for r in rows),
               "drafters": {}, "steering": tally}
+    tree = NgramDrafter(next_tokens=load_next_tokens(DEFAULT_MODELS["target"]))
+    drafters["n-gram tree"] = lambda row: replay_trees(row, tree)
     print(f"{'drafter':36} {'tokens/round':>12} {'rounds':>7} {'0 accepted':>11}")
     for name, propose in drafters.items():
-        accepted_per_round = [n for r in rows for n in replay(r, propose)]
+        replayed = propose if name == "n-gram tree" else lambda row: replay(row, propose)
+        accepted_per_round = [n for r in rows for n in replayed(r)]
         entry = report["drafters"][name] = {
             "rounds": len(accepted_per_round),
             "tokens_per_round": statistics.mean(n + 1 for n in accepted_per_round),

@@ -52,8 +52,12 @@ class TimedKV:
         self.feed_ms.append(ms)
         return out
 
-    def feed_argmax(self, ids):
-        out, ms = self._timed(self.kv.feed_argmax, ids)
+    @property
+    def tree_tokens(self):
+        return self.kv.tree_tokens
+
+    def feed_argmax(self, ids, tree=None):
+        out, ms = self._timed(self.kv.feed_argmax, ids, tree)
         self.feed_ms.append(ms)
         return out
 
@@ -136,7 +140,9 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
 
-    for name, drafter in (("plain AR", None), ("n-gram", NgramDrafter())):
+    for name, drafter in (("plain AR", None),
+                          ("n-gram", NgramDrafter(next_tokens=ar.next_tokens)),
+                          ("n-gram, one row", NgramDrafter(trees=False))):
         phases(ar, prompts[:3], drafter, 8)  # warm-up: captures
         part(name, phases(ar, prompts, drafter, args.max_new_tokens))
     part("prefill chunk replay ms", chunk_replay_ms(engine_for(ar.model)))

@@ -41,7 +41,7 @@ QUERY_ROWS = 16
 
 
 @triton.jit
-def _rope_store_kernel(qkv_ptr, cos_ptr, sin_ptr, pos_ptr, q_ptr, kv_ptr, t,
+def _rope_store_kernel(qkv_ptr, cos_ptr, sin_ptr, pos_ptr, slot_ptr, q_ptr, kv_ptr, t,
                        kv_row_stride, kv_head_stride, kv_pos_stride,
                        HEADS: tl.constexpr, KV_HEADS: tl.constexpr, DIM: tl.constexpr,
                        BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -60,15 +60,17 @@ def _rope_store_kernel(qkv_ptr, cos_ptr, sin_ptr, pos_ptr, q_ptr, kv_ptr, t,
     tl.store(q_ptr + (token * HEADS + h) * DIM + d, x.to(q_ptr.dtype.element_ty),
              mask=inside & (h < HEADS))
     row = token // t
-    dst = kv_ptr + row * kv_row_stride + (h - HEADS) * kv_head_stride + pos * kv_pos_stride
+    slot = tl.load(slot_ptr + token)
+    dst = kv_ptr + row * kv_row_stride + (h - HEADS) * kv_head_stride + slot * kv_pos_stride
     tl.store(dst + d, x.to(kv_ptr.dtype.element_ty), mask=inside & (h >= HEADS))
 
 
 @triton.jit
-def _attend_kernel(q_ptr, kv_ptr, pos_ptr, part_ptr, max_ptr, sum_ptr, t, attend, split, scale,
-                   kv_row_stride, kv_head_stride, kv_pos_stride, padded_rows,
+def _attend_kernel(q_ptr, kv_ptr, pos_ptr, tree_ptr, part_ptr, max_ptr, sum_ptr, t, attend, split,
+                   scale, kv_row_stride, kv_head_stride, kv_pos_stride, padded_rows,
                    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, DIM: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                   BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   TREE: tl.constexpr):
     row_head = tl.program_id(0)  # row * KV_HEADS + KV head
     block = tl.program_id(1)  # a block of this KV head's query rows: (token, query head) pairs
     piece = tl.program_id(2)  # the slice of the cache
@@ -80,7 +82,11 @@ def _attend_kernel(q_ptr, kv_ptr, pos_ptr, part_ptr, max_ptr, sum_ptr, t, attend
     head = kv_head * group + m % group
     d = tl.arange(0, BLOCK_D)
     inside = d < DIM
-    q_pos = tl.load(pos_ptr + token, mask=valid, other=-1)
+    q_pos = tl.load(pos_ptr + token, mask=valid, other=-1)  # the query's cache slot
+    # with TREE, which of the step's own keys each query sees: its ancestors' bits and its own
+    # (without, tree_ptr is pos_ptr and these go unused)
+    seen = tl.load(tree_ptr + token, mask=valid, other=0).to(tl.int64)
+    base = tl.load(pos_ptr + row * t)  # the step's first slot
     q = tl.load(q_ptr + (token * HEADS + head)[:, None] * DIM + d[None, :],
                 mask=valid[:, None] & inside[None, :], other=0.0)
     lo = piece * split
@@ -97,6 +103,10 @@ def _attend_kernel(q_ptr, kv_ptr, pos_ptr, part_ptr, max_ptr, sum_ptr, t, attend
         k = tl.load(keys + offsets, mask=load_mask, other=0.0)
         scores = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
         visible = (n[None, :] <= q_pos[:, None]) & (n < hi)[None, :]
+        if TREE:
+            own = n - base  # the key's index in the step; below 0: an earlier token's
+            bit = (seen[:, None] >> tl.maximum(own, 0).to(tl.int64)[None, :]) & 1
+            visible = visible & ((own < 0)[None, :] | (bit != 0))
         scores = tl.where(visible, scores, float("-inf"))
         new_best = tl.maximum(best, tl.max(scores, 1))
         shift = tl.where(new_best == float("-inf"), 0.0, new_best)  # no key seen yet
@@ -161,24 +171,29 @@ def _cache_strides(layer_kv: torch.Tensor) -> tuple[int, int, int]:
 
 
 def rope_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
-               layer_kv: torch.Tensor, tokens_per_row: int, heads: int) -> torch.Tensor:
+               layer_kv: torch.Tensor, tokens_per_row: int, heads: int,
+               slots: torch.Tensor | None = None) -> torch.Tensor:
     """qkv: [n, heads + 2 * kv_heads, dim], contiguous; cos, sin: [capacity, dim] tables;
-    positions: [n]. Writes the rotated k and the v of token j at positions[j] of its row's
-    cache (row j // tokens_per_row); returns the rotated q [n, heads, dim]."""
+    positions: [n], where RoPE puts each token. Writes the rotated k and the v of token j at
+    slots[j] (default: positions[j]) of its row's cache (row j // tokens_per_row); returns the
+    rotated q [n, heads, dim]."""
     n, all_heads, dim = qkv.shape
     q = torch.empty(n, heads, dim, dtype=qkv.dtype, device=qkv.device)
     _rope_store_kernel[(n,)](
-        qkv, cos, sin, positions, q, layer_kv, tokens_per_row, *_cache_strides(layer_kv),
+        qkv, cos, sin, positions, positions if slots is None else slots, q, layer_kv,
+        tokens_per_row, *_cache_strides(layer_kv),
         HEADS=heads, KV_HEADS=(all_heads - heads) // 2, DIM=dim,
         BLOCK_H=triton.next_power_of_2(all_heads), BLOCK_D=triton.next_power_of_2(dim))
     return q
 
 
 def attend(q: torch.Tensor, layer_kv: torch.Tensor, positions: torch.Tensor, rows: int,
-           attend: int, scale: float) -> torch.Tensor:
+           attend: int, scale: float, tree: torch.Tensor | None = None) -> torch.Tensor:
     """Attention of q [n, heads, dim] (rows x n / rows tokens, row-major) over the first
-    `attend` positions of each row's cache, a key visible to a query when its position is
-    <= the query's. Returns [n, heads * dim] in q's dtype."""
+    `attend` positions of each row's cache, a key visible to a query when its position (its
+    cache slot) is <= the query's. With `tree` ([n] int64 bitmasks; bit i: the row's i-th token
+    of this step), a key among the step's own tokens is visible only where the query's bit for
+    it is set: a tree of drafts verified at once. Returns [n, heads * dim] in q's dtype."""
     n, heads, dim = q.shape
     kv_heads = layer_kv.shape[-3] // 2
     t, group = n // rows, heads // kv_heads
@@ -191,10 +206,10 @@ def attend(q: torch.Tensor, layer_kv: torch.Tensor, positions: torch.Tensor, row
                         device=q.device)
     part = torch.empty(stats.shape[1], block_d, dtype=torch.float32, device=q.device)
     _attend_kernel[(rows * kv_heads, blocks, pieces)](
-        q, layer_kv, positions, part, stats[0], stats[1], t, attend, split, scale,
-        *_cache_strides(layer_kv), padded_rows,
+        q, layer_kv, positions, positions if tree is None else tree, part, stats[0], stats[1], t,
+        attend, split, scale, *_cache_strides(layer_kv), padded_rows,
         HEADS=heads, KV_HEADS=kv_heads, DIM=dim, BLOCK_D=block_d, BLOCK_M=QUERY_ROWS,
-        BLOCK_N=BLOCK_N)
+        BLOCK_N=BLOCK_N, TREE=tree is not None)
     out = torch.empty(n, heads * dim, dtype=q.dtype, device=q.device)
     _combine_kernel[(rows * kv_heads, t * group)](
         part, stats[0], stats[1], out, t, pieces, padded_rows,

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 MODEL_TYPES = {"llama", "qwen2"}
 STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # cos/sin depend on the position only
 LOGIT_BUCKETS = (1, 2, 4, 8, 16, 32)  # decode and verify: the graph ends with the logits
+TREE_TOKENS = LOGIT_BUCKETS[-1]  # a tree of drafts fills at most the largest verify step
 CHUNK_BUCKETS = (64, 128, 256, 512, 1024)  # prefill chunks: the graph ends with the hidden states
 MIN_CAPACITY = 1024
 # Steps of at most `matmul_attention_tokens` query tokens compute attention as batched matmuls
@@ -397,16 +398,21 @@ class StaticModel:
 
     # --- the forward ---------------------------------------------------------------------
 
-    def forward(self, ids: torch.Tensor, start, attend: int, causal: bool = False
+    def forward(self, ids: torch.Tensor, start, attend: int, causal: bool = False,
+                depth: torch.Tensor | None = None, tree: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Final hidden states [T, hidden] of `ids` at positions start.., writing their K/V
         into the cache; attention reads the first `attend` cache positions under the mask, or,
         `causal`, only the chunk's own keys under SDPA's causal rule (see `causal_chunk`).
         `start` is an int or a 1-element tensor (the graphs read it from their input buffer).
+        A tree of drafts (`tree_inputs`): token i still goes to cache slot start + i, but RoPE
+        puts it at start + depth[i], and of the step's own tokens it sees those whose bits
+        tree[i] sets (its ancestors and itself).
         No host synchronisation: this is what a CUDA graph captures."""
-        positions = self.positions[:ids.shape[0]] + start
+        slots = self.positions[:ids.shape[0]] + start
+        positions = slots if depth is None else depth + start
         return self._forward(ids, positions[None], attend, self.kv, self.cos, self.sin,
-                             self.positions, causal)
+                             self.positions, causal, slots[None], tree)
 
     def causal_chunk(self, start: int, tokens: int) -> bool:
         """Whether a forward of `tokens` tokens at positions start.. attends causally within
@@ -428,16 +434,23 @@ class StaticModel:
         return self._forward(ids.reshape(-1), positions, attend, cache.kv[:, :rows], cache.cos,
                              cache.sin, cache.positions, causal)
 
-    def _forward(self, ids, positions, attend, kv, cos_table, sin_table, arange, causal=False):
-        """positions: [rows, T]; kv: [layers, 2 * kv_heads, capacity, dim] for one row (the
-        single cache) or [layers, rows, 2 * kv_heads, capacity, dim] (a batch cache).
+    def _forward(self, ids, positions, attend, kv, cos_table, sin_table, arange, causal=False,
+                 slots=None, tree=None):
+        """positions: [rows, T], RoPE's; slots: [rows, T], the cache's (default: positions);
+        kv: [layers, 2 * kv_heads, capacity, dim] for one row (the single cache) or
+        [layers, rows, 2 * kv_heads, capacity, dim] (a batch cache); tree: see `forward`.
         causal: every row's positions are 0..T-1 (`causal_chunk`): no mask is built."""
         rows, t = positions.shape
-        flat = positions.reshape(-1)
+        slots = positions if slots is None else slots
+        flat, flat_slots = positions.reshape(-1), slots.reshape(-1)
         path = self._attention_path(rows * t, causal)
         mask = None
         if path in ("matmul", "sdpa"):
-            visible = arange[:attend] <= positions[..., None]  # [rows, T, attend]
+            visible = arange[:attend] <= slots[..., None]  # [rows, T, attend]
+            if tree is not None:  # of the step's own keys, the ones the tree's bits set
+                own = arange[:attend] - slots[:, :1, None]  # [rows, 1, attend]
+                bits = (tree.view(rows, t, 1) >> own.clamp(0, 63)) & 1
+                visible = visible & ((own < 0) | (bits != 0))
             mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
             group = self.heads // self.kv_heads
             mask = mask.masked_fill(~visible, float("-inf")).repeat(1, group, 1)[:, None]
@@ -446,7 +459,7 @@ class StaticModel:
             self._rope_rows(cos_table, sin_table, flat)
         x = F.embedding(ids, self.embed)
         with _attention_backends() if self.device.type == "cuda" else contextlib.nullcontext():
-            x = self._layers(x, flat, rows, rope, mask, attend, kv, path)
+            x = self._layers(x, flat, flat_slots, rows, rope, mask, attend, kv, path, tree)
         return F.rms_norm(x, (self.hidden,), self.final_norm, self.final_eps)
 
     def _attention_path(self, tokens: int, causal: bool) -> str:
@@ -470,28 +483,29 @@ class StaticModel:
         sin = torch.cat((sin.expand(n, qk, -1), torch.zeros_like(sin).expand(n, v, -1)), 1)
         return cos, sin
 
-    def _rope_and_store(self, qkv, positions, rows, rope, layer_kv, where) -> torch.Tensor:
+    def _rope_and_store(self, qkv, positions, slots, rows, rope, layer_kv, where
+                        ) -> torch.Tensor:
         """RoPE on the q and k heads of qkv [n, heads + 2 * kv_heads, dim]; k and v written
-        into this layer's cache at their positions; returns q [n, heads, dim]."""
+        into this layer's cache at their slots; returns q [n, heads, dim]."""
         if self.kernels:
             return self.kernels.rope_store(qkv, *rope, positions, layer_kv,
-                                           qkv.shape[0] // rows, self.heads)
+                                           qkv.shape[0] // rows, self.heads, slots)
         cos, sin = rope
         half = self.head_dim // 2
         roped = qkv * cos  # q and k rotated, v as it was (see `_rope_rows`)
         roped.addcmul_(torch.cat((qkv[..., half:], qkv[..., :half]), -1), sin)
         q, new_kv = roped[:, :self.heads], roped[:, self.heads:]
         if layer_kv.dim() == 3:  # the single cache
-            layer_kv.index_copy_(1, positions, new_kv.transpose(0, 1))
+            layer_kv.index_copy_(1, slots, new_kv.transpose(0, 1))
         else:  # each row in its own slot
             layer_kv.scatter_(2, where, new_kv.view(rows, -1, *new_kv.shape[1:]).transpose(1, 2))
         return q
 
-    def _attend(self, q, layer_kv, positions, rows, mask, attend: int, path: str,
-                scaling: float) -> torch.Tensor:
+    def _attend(self, q, layer_kv, slots, rows, mask, attend: int, path: str,
+                scaling: float, tree=None) -> torch.Tensor:
         """Attention of q [n, heads, dim] over this layer's cache: [n, heads * dim]."""
         if path == "kernel":
-            return self.kernels.attend(q, layer_kv, positions, rows, attend, scaling)
+            return self.kernels.attend(q, layer_kv, slots, rows, attend, scaling, tree)
         n, heads, kv_heads, dim = q.shape[0], self.heads, self.kv_heads, self.head_dim
         t, group = n // rows, heads // kv_heads
         # [rows, 2 * kv_heads, attend, dim]; a causal chunk's own keys are its first `attend`
@@ -505,18 +519,18 @@ class StaticModel:
         a = attention(q, keys, values, mask, scaling)
         return a.reshape(rows, kv_heads, group, t, dim).permute(0, 3, 1, 2, 4).reshape(n, -1)
 
-    def _layers(self, x, positions, rows, rope, mask, attend: int, kv_cache, path: str
-                ) -> torch.Tensor:
-        """x: [rows * T, hidden], row-major; positions: [rows * T]."""
+    def _layers(self, x, positions, slots, rows, rope, mask, attend: int, kv_cache, path: str,
+                tree=None) -> torch.Tensor:
+        """x: [rows * T, hidden], row-major; positions, slots: [rows * T]."""
         n, kv_heads, dim = x.shape[0], self.kv_heads, self.head_dim
         where = None
         if kv_cache.dim() == 5 and not self.kernels:  # where each row's K/V go in its slot
-            where = positions.view(rows, 1, -1, 1).expand(rows, 2 * kv_heads, -1, dim)
+            where = slots.view(rows, 1, -1, 1).expand(rows, 2 * kv_heads, -1, dim)
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), w.input_norm, w.eps)
             qkv = F.linear(h, w.qkv, w.qkv_bias).view(n, self.heads + 2 * kv_heads, dim)
-            q = self._rope_and_store(qkv, positions, rows, rope, kv_cache[i], where)
-            a = self._attend(q, kv_cache[i], positions, rows, mask, attend, path, w.scaling)
+            q = self._rope_and_store(qkv, positions, slots, rows, rope, kv_cache[i], where)
+            a = self._attend(q, kv_cache[i], slots, rows, mask, attend, path, w.scaling, tree)
             x = _linear_residual(x, a, w.o, w.o_bias)
             h = F.rms_norm(x, (self.hidden,), w.post_norm, w.post_eps)
             if w.gate_up is not None:
@@ -573,18 +587,23 @@ class StaticModel:
             self._prepare_steps()
 
     @torch.inference_mode()
-    def run_argmax(self, ids: list[int], start: int) -> list[int]:
+    def run_argmax(self, ids: list[int], start: int, tree: tuple | None = None) -> list[int]:
         """The argmax of `run(ids, start)` at each position (greedy decoding). A decode or
         verify step's graph computes it: a few ids come back to the host, with no launch of a
         copy of the logits and of an argmax kernel after the step (two of a greedy round's
-        ~three host round trips to the GPU driver)."""
+        ~three host round trips to the GPU driver).
+        tree: (depths, visibility bits), one of each per id (`forward`), for a tree of drafts
+        in slots start..: static shapes and at most TREE_TOKENS ids."""
         n = len(ids)
         if self.static_shapes and 0 < n <= LOGIT_BUCKETS[-1]:
             bucket = self._bucket(n)
             self._ready(start + bucket)
             step = self.steps[self._step_key(bucket, start)]
             if step.logits:
-                return step.argmax(ids, start)
+                return step.argmax(ids, start, tree)
+        if tree is not None:
+            raise ValueError(f"a tree of drafts needs static shapes and at most "
+                             f"{TREE_TOKENS} tokens ({n} given)")
         return self.run(ids, start).argmax(-1).tolist()
 
     def rows(self) -> "StaticBatch":
@@ -652,15 +671,25 @@ def _ids_tensor(ids: array) -> torch.Tensor:
     return torch.frombuffer(ids, dtype=torch.long)
 
 
+def chain_inputs(tokens: int) -> tuple[array, array]:
+    """The tree inputs (depths, visibility bits) of `tokens` tokens in a row: each one deeper
+    than the last, each seeing all before it and itself."""
+    return array("q", range(tokens)), array("q", ((1 << (i + 1)) - 1 for i in range(tokens)))
+
+
 class _Step:
     """One static-shape step: `bucket` tokens and the start position in one input buffer (one
-    host-to-device copy), a CUDA graph replay where captured, else the same function eagerly."""
+    host-to-device copy), a CUDA graph replay where captured, else the same function eagerly.
+    A logits step (decode or verify) also takes each token's depth and visibility bits
+    (`StaticModel.forward`), so one graph verifies a row of drafts or a tree of them."""
 
     def __init__(self, engine: StaticModel, bucket: int, logits: bool, attend: int,
                  causal: bool = False):
         self.engine, self.bucket, self.logits, self.attend = engine, bucket, logits, attend
         self.causal = causal  # a prompt's first chunk, at position 0 (`causal_chunk`)
-        self.input = torch.zeros(bucket + 1, dtype=torch.long, device=engine.device)
+        size = 3 * bucket + 1 if logits else bucket + 1  # ids[, depths, bits], start
+        self.input = torch.zeros(size, dtype=torch.long, device=engine.device)
+        self.chain_depth, self.chain_bits = chain_inputs(bucket) if logits else (None, None)
         self.graph = self.output = self.best = None  # best: the argmax ids of a logits step
 
     def _park(self) -> None:
@@ -673,8 +702,12 @@ class _Step:
         engine = self.engine
         forward = engine.compiled_forward if self.logits and engine.compiled_forward else \
             engine.forward
-        hidden = forward(self.input[:-1], self.input[-1:], self.attend, self.causal)
-        return engine.logits(hidden) if self.logits else hidden
+        b = self.bucket
+        if not self.logits:
+            return forward(self.input[:b], self.input[-1:], self.attend, self.causal)
+        hidden = forward(self.input[:b], self.input[-1:], self.attend, self.causal,
+                         self.input[b:2 * b], self.input[2 * b:3 * b])
+        return engine.logits(hidden)
 
     def _outputs(self) -> tuple[torch.Tensor, ...]:
         """What a replay refills: the output, and for a logits step its argmax ids."""
@@ -705,11 +738,23 @@ class _Step:
         """The static tensors a replay refills."""
         self.output, self.best = outputs[0], outputs[1] if len(outputs) > 1 else None
 
-    def __call__(self, ids: list[int], start: int) -> torch.Tensor:
-        padded = array("q", ids)
-        padded.extend([0] * (self.bucket - len(ids)))
-        padded.append(start)
-        self.input.copy_(_ids_tensor(padded), non_blocking=True)
+    def __call__(self, ids: list[int], start: int, tree: tuple | None = None) -> torch.Tensor:
+        """tree: (depths, visibility bits) of the ids, for a logits step (default: a row)."""
+        n = len(ids)
+        inputs = array("q", ids)
+        inputs.extend([0] * (self.bucket - n))
+        if self.logits:
+            if tree is None:
+                inputs.extend(self.chain_depth)
+                inputs.extend(self.chain_bits)
+            else:  # the padding as a row after the tree: it sees all, none see it
+                depths, bits = tree
+                inputs.extend(depths)
+                inputs.extend(self.chain_depth[n:])
+                inputs.extend(bits)
+                inputs.extend(self.chain_bits[n:])
+        inputs.append(start)
+        self.input.copy_(_ids_tensor(inputs), non_blocking=True)
         return self._replay()
 
     def _replay(self) -> torch.Tensor:
@@ -719,9 +764,9 @@ class _Step:
         self.graph.replay()
         return self.output
 
-    def argmax(self, ids: list[int], start: int) -> list[int]:
+    def argmax(self, ids: list[int], start: int, tree: tuple | None = None) -> list[int]:
         """The argmax ids at the positions of `ids` (a logits step)."""
-        logits = self(ids, start)
+        logits = self(ids, start, tree)
         best = self.best if self.graph is not None else logits.argmax(-1)
         return best[: len(ids)].tolist()
 
@@ -959,13 +1004,25 @@ class StaticKV:
             if self.ids:
                 self.engine.run(self.ids, 0, "last")
 
-    def feed_argmax(self, ids: list[int]) -> list[int]:
+    @property
+    def tree_tokens(self) -> int:
+        """The most tokens `feed_argmax` takes with a tree of drafts now (its largest verify
+        step); 0 where it takes none (no static shapes, or a forward not this engine's)."""
+        engine = self.engine
+        if self.active is not None or not engine.static_shapes:
+            return 0
+        return max((b for b in engine.buckets if b <= TREE_TOKENS), default=0)
+
+    def feed_argmax(self, ids: list[int], tree: tuple | None = None) -> list[int]:
         """Append ids; returns the argmax token at each of their positions (greedy decoding;
-        `StaticModel.run_argmax`)."""
+        `StaticModel.run_argmax`). With a tree (depths, visibility bits) the ids are its
+        nodes in cache order; the caller rolls back to a row of them afterwards."""
         if self.active is not None:
+            if tree is not None:
+                raise ValueError("a tree of drafts needs the static forward")
             return self.active.feed_argmax(ids)
         self._own()
-        best = self.engine.run_argmax(list(ids), len(self.ids))
+        best = self.engine.run_argmax(list(ids), len(self.ids), tree)
         self.ids.extend(ids)
         return best
 

@@ -117,7 +117,8 @@ def run_setting(dm, cases: list[Case], settings: DiffusionSettings | None, lengt
 
     exact, parses, similarity, passed, tested = 0, 0, [], 0, 0
     ms, ar_ms, forwards, tokens = [], [], [], []
-    drafter = NgramDrafter()  # `Engines.drafter` by default: greedy output is the AR model's
+    # `Engines.drafter` by default: greedy output is the AR model's
+    drafter = NgramDrafter(next_tokens=ar.next_tokens if ar is not None else None)
     for case in cases:
         shaped = settings or default_settings(length, case.multiline)
         request = InfillRequest(prefix=case.prefix, suffix=case.suffix, path=case.path,

@@ -163,7 +163,8 @@ def summarize(name: str, rows: list[dict], reference: list[dict] | None) -> dict
 
 
 METHODS = {"ar": "plain AR (ours)", "ar-hf-cache": "plain AR (ours, HF forward + cache)",
-           "ngram": "speculative n-gram", "draft": "speculative draft model",
+           "ngram": "speculative n-gram", "ngram-row": "speculative n-gram, one row",
+           "draft": "speculative draft model",
            "combined": "speculative combined", "hf": "HF generate",
            "hf-assisted": "HF assisted (draft model)", "hf-lookup": "HF prompt lookup"}
 
@@ -174,19 +175,21 @@ DRAFT_METHODS = {METHODS["draft"], METHODS["combined"], METHODS["hf-assisted"]}
 def completion_methods(target, draft) -> dict:
     """name -> run(prompts, max_new_tokens). The first is the reference."""
     def ngram():
-        return NgramDrafter()
+        return NgramDrafter(next_tokens=target.next_tokens)
 
     def model():
         return ModelDrafter(draft.model, 0.3)
 
     def combined():
-        return CombinedDrafter(NgramDrafter(), ModelDrafter(draft.model, 0.3))
+        return CombinedDrafter(ngram(), ModelDrafter(draft.model, 0.3))
 
     return {
         "plain AR (ours)": lambda ps, n: run_ours(target, ps, None, n),
         "plain AR (ours, HF forward + cache)": lambda ps, n: run_ours(
             target, ps, None, n, make_kv=lambda: PrefixKV(target.model)),
         "speculative n-gram": lambda ps, n: run_ours(target, ps, ngram(), n),
+        "speculative n-gram, one row": lambda ps, n: run_ours(
+            target, ps, NgramDrafter(trees=False), n),
         "speculative draft model": lambda ps, n: run_ours(target, ps, model(), n),
         "speculative combined": lambda ps, n: run_ours(target, ps, combined(), n),
         "HF generate": lambda ps, n: run_hf(target, ps, n),

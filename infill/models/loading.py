@@ -15,6 +15,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from infill.models import compact
+from speculative.drafters import NextTokens
 from speculative.fim import FORMATS, FimFormat, control_token_ids, detect_format, stop_ids
 
 hf_logging.disable_progress_bar()  # a completion server's log is no place for progress bars
@@ -22,6 +23,9 @@ hf_logging.disable_progress_bar()  # a completion server's log is no place for p
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_MODELS = {"target": DEFAULT_DIR / "target", "draft": DEFAULT_DIR / "draft",
                   "diffusion": DEFAULT_DIR / "diffusion"}
+# beside an AR model: the corpus's likeliest next tokens in its vocabulary, which the n-gram
+# drafter's trees guess from (`infill train next-tokens`); a model without one drafts without
+NEXT_TOKENS_FILE = "next_tokens.safetensors"
 
 
 class ModelError(RuntimeError):
@@ -38,6 +42,7 @@ class ARModel:
     context: int  # prompt + completion tokens the model handles well
     decoder: object = None  # speculative.decode.Decoder, made on first use (holds the KV cache)
     line_breaks: frozenset | None = None  # autoregressive.line_break_ids, found on first use
+    next_tokens: NextTokens | None = None  # the table beside the model (NEXT_TOKENS_FILE)
 
     @property
     def device(self) -> torch.device:
@@ -214,7 +219,20 @@ def load_ar(path=None, device: str | None = None, dtype: str | None = None,
     model.to(dev).eval()
     context = getattr(model.config, "infill_context", None) or min(
         getattr(model.config, "max_position_embeddings", 4096) or 4096, 8192)
-    return ARModel(model, tokenizer, fmt, stop_ids(tokenizer, fmt), _name(path), int(context))
+    return ARModel(model, tokenizer, fmt, stop_ids(tokenizer, fmt), _name(path), int(context),
+                   next_tokens=load_next_tokens(path))
+
+
+def load_next_tokens(path) -> NextTokens | None:
+    """The next-token table beside a model, if it has one (a local folder)."""
+    table = Path(path) / NEXT_TOKENS_FILE
+    if not table.is_file():
+        return None
+    try:
+        return NextTokens.load(table)
+    except ValueError as exc:
+        raise ModelError(f"{exc}; remake it with `infill train next-tokens --model {path}` "
+                         f"or delete it") from exc
 
 
 DIFFUSION_FAMILIES = ("infill", "llada", "dream")

@@ -71,6 +71,19 @@ def add_parser(subparsers) -> None:
                         help="store matrices as int8 with a scale per row: half the bytes")
     export.set_defaults(run=_export)
 
+    table = sub.add_parser("next-tokens", help="count the likeliest next tokens of the corpus "
+                                               "for the n-gram drafter's trees (CPU)")
+    table.add_argument("--model", type=Path, help="the AR model whose tokenizer counts, and where "
+                                                  "the table goes (default: the shipped target)")
+    table.add_argument("--roots", type=Path, nargs="*",
+                       help="default: this Python's stdlib and site-packages")
+    table.add_argument("--files", type=positive_int, default=4000,
+                       help="training files to count, drawn at random (seeded)")
+    table.add_argument("--top", type=positive_int, default=4, help="next tokens kept per context")
+    table.add_argument("--min-count", type=positive_int, default=30,
+                       help="contexts seen fewer times are left out")
+    table.set_defaults(run=_next_tokens)
+
     held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
     held.add_argument("--data", type=Path,
                       help="folder with heldout.jsonl (default: the held-out packages installed here)")
@@ -93,6 +106,15 @@ def _prep(args) -> int:
 
     print(json.dumps(prepare(args.out, args.roots, args.vocab, args.tokenizer_chars,
                                      args.tokenizer, args.extra_roots), indent=2))
+    return 0
+
+
+def _next_tokens(args) -> int:
+    from infill.models.loading import DEFAULT_MODELS
+    from infill.train.next_tokens import build
+
+    print(json.dumps(build(args.model or DEFAULT_MODELS["target"], args.roots, args.files,
+                           args.top, args.min_count), indent=2))
     return 0
 
 

@@ -3,7 +3,10 @@ a changed last token is skipped over, and a draft only ever copies tokens of the
 
 import random
 
-from speculative.drafters import NgramDrafter
+import pytest
+import torch
+
+from speculative.drafters import NextTokens, NgramDrafter, Tree
 
 
 def reference(context, k, max_ngram=8, min_ngram=1, candidates=32):
@@ -140,3 +143,76 @@ def test_threads_keep_their_own_index():
     for t in threads:
         t.join()
     assert drafts == {c[0]: {(c[0] + 1, 8)} for c in contexts}
+
+
+# --- trees of drafts ------------------------------------------------------------------------
+
+
+def test_a_tree_shares_prefixes_keeps_its_budget_and_gives_each_node_its_ancestors():
+    tree = Tree()
+    tree.add([5, 6, 7], budget=6)
+    tree.add([5, 6, 9, 10], budget=6)  # shares 5, 6
+    tree.add([8, 1, 2], budget=6)  # one node left: 8
+    assert tree.tokens == [5, 6, 7, 9, 10, 8]
+    assert tree.depths == [0, 1, 2, 3, 3, 4, 1]
+    parents = {1: 0, 2: 1, 3: 2, 4: 2, 5: 4, 6: 0}
+    for node, parent in parents.items():
+        assert tree.bits[node] == tree.bits[parent] | 1 << node
+    assert tree.bits[0] == 1
+    # the target's argmax at each node (root first): 5 after the root, 6 after 5, then 9, then 3
+    assert tree.walk([5, 6, 9, 0, 3, 0, 0]) == [1, 2, 4]
+    assert tree.walk([8, 0, 0, 0, 0, 0, 0]) == [6]
+    assert tree.walk([4, 0, 0, 0, 0, 0, 0]) == []
+
+
+def table():
+    """After (1, 2): 3 then 4; after 2 alone: 4 then 3; after 3: 9, then 10 after (3, 9)."""
+    return NextTokens.count([[1, 2, 3, 9, 10]] * 3 + [[1, 2, 4]] * 2 + [[7, 2, 4]] * 2,
+                            top=2, min_count=1)
+
+
+def test_next_tokens_counts_pairs_then_single_tokens_and_survives_a_file(tmp_path):
+    t = table()
+    assert t.after(1, 2) == (3, 4)
+    assert t.after(7, 2) == (4,)
+    assert t.after(99, 2) == (4, 3)  # an unseen pair: the last token alone
+    assert t.after(99, 98) == ()
+    assert t.chain(2, 3, 3) == [9, 10]
+    t.save(tmp_path / "t.safetensors")
+    loaded = NextTokens.load(tmp_path / "t.safetensors")
+    assert (loaded.pairs, loaded.singles) == (t.pairs, t.singles)
+    rare = NextTokens.count([[1, 2, 3, 9, 10]] * 3 + [[1, 2, 4]] * 2, min_count=4)
+    assert rare.after(1, 2) == (3, 4) and rare.after(3, 9) == ()  # seen 5 and 3 times
+
+
+def test_a_file_that_is_no_next_token_table_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a table")
+    for name in ("other", "junk", "missing"):
+        with pytest.raises(ValueError, match="next-token table"):
+            NextTokens.load(tmp_path / f"{name}.safetensors")
+
+
+def test_a_tree_starts_with_the_votes_draft_then_other_candidates_then_the_tables_guesses():
+    context = [1, 2, 3, 4, 1, 2, 5, 6, 1, 2]  # after 1, 2: 3 4 (older) or 5 6 (latest)
+    drafter = NgramDrafter(next_tokens=table(), guesses=2, guess_length=1)
+    vote = drafter.propose(context, 1, free_k=4).tokens
+    tree = drafter.propose_tree(context, 4, budget=31)
+    assert tree.tokens[:len(vote)] == vote and tree.depths[1:len(vote) + 1] == list(
+        range(1, len(vote) + 1))  # the first branch in a row
+    branches = {tuple(tree.tokens[i - 1] for i in path) for path in _leaf_paths(tree)}
+    assert vote and tuple(vote) in branches
+    assert (3, 4, 1, 2) in branches or (3, 4, 1) in branches  # the other candidate
+    assert (3, 9) in branches and (4,) in branches  # the table's guesses after (1, 2)
+    assert len(drafter.propose_tree(context, 4, budget=3).tokens) == 3
+    assert NgramDrafter().propose_tree(context, 0, budget=31).tokens == []
+
+
+def _leaf_paths(tree):
+    parents = {child: node for node, kids in enumerate(tree.children) for child in kids.values()}
+    for leaf in (n for n, kids in enumerate(tree.children) if n and not kids):
+        path = [leaf]
+        while parents[path[-1]]:
+            path.append(parents[path[-1]])
+        yield path[::-1]

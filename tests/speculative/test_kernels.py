@@ -16,7 +16,8 @@ from speculative.decode import Decoder  # noqa: E402
 from speculative.drafters import NgramDrafter  # noqa: E402
 from speculative.static import StaticBatch, StaticKV, StaticModel  # noqa: E402
 
-from test_static import PROMPTS, close, hf_logits, llama, qwen2, sharp  # noqa: E402
+from test_static import (PROMPTS, BranchingDrafter, close, hf_logits, llama, qwen2,  # noqa: E402
+                         sharp)
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -69,7 +70,10 @@ def test_attention_kernel_equals_softmax_attention_over_visible_keys(rows, t, he
     torch.testing.assert_close(got.cpu().double(), expected, atol=tolerance, rtol=tolerance)
 
 
-def test_rope_store_rotates_q_and_k_and_writes_k_and_v_at_their_positions():
+@pytest.mark.parametrize("slots", [[3, 9, 10, 40, 41], [20, 21, 22, 23, 24]])
+def test_rope_store_rotates_q_and_k_and_writes_k_and_v_at_their_slots(slots):
+    """RoPE at each token's position, K/V into its slot: the same place for a row of tokens,
+    not for a tree's nodes (positions by depth, slots in order)."""
     model = on_device(qwen2(seed=40, num_key_value_heads=2))
     torch_path = StaticModel(model, graphs=False, kernels=False)
     kernel_path = StaticModel(model, graphs=False, kernels=True)
@@ -78,13 +82,39 @@ def test_rope_store_rotates_q_and_k_and_writes_k_and_v_at_their_positions():
     n, heads = 5, torch_path.heads
     qkv = torch.randn(n, heads + 2 * torch_path.kv_heads, torch_path.head_dim, device=DEVICE)
     positions = torch.tensor([3, 9, 10, 40, 41], device=DEVICE)
+    slots = torch.tensor(slots, device=DEVICE)
     expected_q = torch_path._rope_and_store(
-        qkv, positions, 1, torch_path._rope_rows(torch_path.cos, torch_path.sin, positions),
-        torch_path.kv[0], None)
-    got_q = kernel_path._rope_and_store(qkv, positions, 1, (kernel_path.cos, kernel_path.sin),
-                                        kernel_path.kv[0], None)
+        qkv, positions, slots, 1,
+        torch_path._rope_rows(torch_path.cos, torch_path.sin, positions), torch_path.kv[0], None)
+    got_q = kernel_path._rope_and_store(qkv, positions, slots, 1,
+                                        (kernel_path.cos, kernel_path.sin), kernel_path.kv[0], None)
     close(got_q, expected_q)
-    close(kernel_path.kv, torch_path.kv)  # the same positions written, the others untouched
+    close(kernel_path.kv, torch_path.kv)  # the same slots written, the others untouched
+    written = torch_path.kv[0].abs().sum((0, 2)).nonzero().flatten()
+    assert written.tolist() == sorted(set(slots.tolist()))
+
+
+def test_attention_kernel_sees_only_a_trees_ancestors_among_the_steps_tokens():
+    """A tree of 6 tokens at slots 50..55 (parents: -, 0, 1, 0, 3, 1): each query attends to
+    the cache before the step and to its ancestors and itself, as a masked softmax says."""
+    gen = torch.Generator().manual_seed(3)
+    heads, kv_heads, dim, attend = 4, 2, 16, 64
+    parents = [-1, 0, 1, 0, 3, 1]
+    bits = []
+    for i, parent in enumerate(parents):
+        bits.append((bits[parent] if parent >= 0 else 0) | 1 << i)
+    kv = torch.randn(2 * kv_heads, 128, dim, generator=gen)
+    q = torch.randn(len(parents), heads, dim, generator=gen)
+    slots = torch.arange(50, 56)
+    got = kernels.attend(q.to(DEVICE), kv.to(DEVICE), slots.to(DEVICE), 1, attend, dim ** -0.5,
+                         torch.tensor(bits).to(DEVICE))
+    for i in range(len(parents)):
+        seen = list(range(50)) + [50 + j for j in range(len(parents)) if bits[i] >> j & 1]
+        for head in range(heads):
+            keys, values = kv[head // 2, seen].double(), kv[kv_heads + head // 2, seen].double()
+            probs = torch.softmax(keys @ q[i, head].double() * dim ** -0.5, 0)
+            torch.testing.assert_close(got[i, head * dim:(head + 1) * dim].cpu().double(),
+                                       probs @ values, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("stacked", [False, True])
@@ -148,7 +178,7 @@ def test_greedy_speculative_with_kernels_equals_plain_hf_decoding():
                                                               stop_ids=set())
         for drafter in (None, NgramDrafter()):
             fast = static.generate(prompt, max_new_tokens=20, stop_ids=set(), drafter=drafter)
-            assert fast.tokens == plain.tokens
+        assert fast.tokens == plain.tokens
 
 
 def test_batch_rows_with_kernels_give_the_logits_of_hf_alone(monkeypatch):
@@ -202,3 +232,17 @@ def test_kernels_that_fail_give_way_to_the_torch_forward(monkeypatch):
     monkeypatch.setattr(kernels, "attend", broken)  # at the batch step's capture
     close(batch.step([ids[10], ids[5]])[0], reference[10])
     assert batch.engine.kernels is None and batch.graphs == "emulate"
+
+
+def test_greedy_trees_of_drafts_with_the_kernels_equal_plain_decoding():
+    """The kernels' tree rules (RoPE at a node's depth, K/V at its slot, its ancestors' keys
+    only) under emulated graphs: n-gram trees and trees whose accepted path is re-fed."""
+    model = on_device(sharp(qwen2(seed=44, num_hidden_layers=2)))
+    engine = StaticModel(model, graphs="emulate", buckets=(1, 4, 16, 64), min_capacity=16,
+                         kernels=True)
+    prompt = PROMPTS[1]
+    plain = Decoder(model, kv=PrefixKV(model)).generate(prompt, max_new_tokens=16, stop_ids=set())
+    for drafter in (NgramDrafter(), BranchingDrafter(prompt, plain.tokens, 48)):
+        fast = Decoder(model, kv=StaticKV(engine)).generate(
+            prompt, max_new_tokens=16, stop_ids=set(), drafter=drafter)
+        assert fast.tokens == plain.tokens

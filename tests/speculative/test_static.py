@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from speculative.cache import PrefixKV
 from speculative.decode import Decoder
-from speculative.drafters import ModelDrafter, NgramDrafter
+from speculative.drafters import ModelDrafter, NextTokens, NgramDrafter, Tree
 from speculative import static
 from speculative.static import StaticKV, StaticModel, kv_cache, unsupported_reason
 
@@ -321,3 +321,70 @@ def test_steps_captured_per_attended_length_give_the_logits_of_hf(monkeypatch):
     assert {a for b, a in used if b == 1} == {8, 12, 16, 24, 32, 48}
     assert (8, 48) in used  # the verify step of 8 tokens at positions 40-47
     assert used[-1] == (1, 24)
+
+
+# --- trees of drafts ------------------------------------------------------------------------
+
+
+class BranchingDrafter:
+    """Trees whose first branch is wrong and whose second holds the target's own continuation
+    (known from a plain run): every accepted path leaves the first branch, so its tokens go
+    into the next forward again."""
+    trees = True
+
+    def __init__(self, prompt, truth, vocab):
+        self.prompt, self.truth, self.vocab = prompt, truth, vocab
+        self.budgets = []
+
+    def propose_tree(self, context, k, budget):
+        self.budgets.append(budget)
+        done = len(context) - len(self.prompt)
+        right = self.truth[done:done + min(k, 3)]
+        tree = Tree()
+        if right:
+            tree.add([(right[0] + 1) % self.vocab] * 2, budget)
+            tree.add(right, budget)
+        return tree
+
+
+@pytest.mark.parametrize("mode", ["static-shapes", "emulated-graphs"])
+def test_greedy_trees_of_drafts_equal_plain_decoding(mode):
+    """A tree's nodes at their depths' positions, each seeing only its ancestors: the greedy
+    output is the target's, whether the accepted path is the first branch (n-gram trees) or
+    leaves it (its tokens re-fed), and the next call still reuses the cached prefix."""
+    target = sharp(qwen2(seed=12, num_hidden_layers=2))
+    engine = StaticModel(target, **MODES[mode])
+    table = NextTokens.count([[random.Random(i).randrange(48) for _ in range(60)]
+                              for i in range(30)], min_count=1)
+    for prompt in PROMPTS:
+        plain = Decoder(target, kv=PrefixKV(target)).generate(prompt, max_new_tokens=40,
+                                                              stop_ids=set())
+        static = Decoder(target, kv=StaticKV(engine))
+        branching = BranchingDrafter(prompt, plain.tokens, 48)
+        for drafter in (NgramDrafter(next_tokens=table), branching):
+            fast = static.generate(prompt, max_new_tokens=40, stop_ids=set(), drafter=drafter)
+            assert fast.tokens == plain.tokens
+        assert fast.forwards <= 12  # up to 3 drafts and the target's next token a round
+        assert min(branching.budgets) < max(branching.budgets) == 15  # re-fed tokens take room
+        again = static.generate(prompt + plain.tokens[:5], max_new_tokens=10, stop_ids=set())
+        assert again.tokens == plain.tokens[5:15]
+
+
+def test_a_tree_forward_gives_each_node_the_argmax_of_its_own_branch():
+    model = sharp(llama(seed=13))
+    prompt = [random.Random(13).randrange(48) for _ in range(20)]
+    kv = StaticKV(StaticModel(model, **MODES["static-shapes"]))
+    kv.prefill(prompt[:-1])  # the last prompt token is the tree's root
+    tree = Tree()
+    for branch in ([3, 4, 5], [3, 7], [9, 1, 2, 6]):
+        tree.add(branch, budget=15)
+    best = kv.feed_argmax([prompt[-1]] + tree.tokens, (tree.depths, tree.bits))
+    parents = {child: node for node, kids in enumerate(tree.children) for child in kids.values()}
+    for node in range(len(tree.tokens) + 1):
+        path, at = [], node
+        while at:
+            path.append(tree.tokens[at - 1])
+            at = parents[at]
+        assert best[node] == hf_logits(model, prompt + path[::-1])[-1].argmax()
+    assert kv.tree_tokens == 16
+    assert StaticKV(StaticModel(model, graphs=False)).tree_tokens == 0  # eager: rows only
