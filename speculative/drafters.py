@@ -26,11 +26,11 @@ while the target's prefill runs.
 
 from __future__ import annotations
 
-import heapq
 import threading
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from speculative.sampling import draw, probabilities
@@ -45,29 +45,35 @@ class Draft:
     forwards: int = 0
 
 
+NEXT_TOKENS_FORMAT = "next-tokens-2"
+
 # A free draft (`free_k`) from a match of the last token alone stops here: with the pending
 # token, an 8-token verify step, which on a GPU costs what a decode step does, where one of 16
 # costs ~10% more; and such drafts are seldom accepted past 7 tokens (BENCHMARKS.md).
 WEAK_FREE_DRAFT = 7
 
 
-@dataclass
 class Tree:
     """Drafts sharing prefixes, after the pending token (the root, node 0): node i (1-based)
     is tokens[i - 1]; children[node] maps a token to its node (a larger number). Per node,
     the root included: its depth, and its visibility bits (bit j: node j is the node itself or
     one of its ancestors), the inputs of the forward that verifies it (`StaticModel.forward`).
-    The first branch (the vote's draft) is nodes 1, 2, ... in a row."""
-    tokens: list[int] = field(default_factory=list)
-    children: list[dict[int, int]] = field(default_factory=lambda: [{}])
-    depths: list[int] = field(default_factory=lambda: [0])
-    bits: list[int] = field(default_factory=lambda: [1])
+    The first branch (the vote's draft) is nodes 1, 2, ... in a row. (A plain class: one is
+    made every round, on the host's critical path.)"""
+    __slots__ = ("tokens", "children", "depths", "bits")
+
+    def __init__(self):
+        self.tokens: list[int] = []
+        self.children: list[dict[int, int]] = [{}]
+        self.depths, self.bits = [0], [1]
 
     def add(self, path, budget: int) -> None:
         """Add a branch from the root, its tokens that are new while the tree has fewer than
         `budget` nodes."""
         node, children, depths, bits = 0, self.children, self.depths, self.bits
         for token in path:
+            if token < 0:  # the padding of a table's guess
+                return
             child = children[node].get(token)
             if child is None:
                 child = len(children)
@@ -90,74 +96,86 @@ class Tree:
 
 
 class NextTokens:
-    """The tokens that most often follow a pair of tokens, or else a single token, in a corpus
-    (pairs and tokens seen fewer than `min_count` times are left out): a guess of the next
-    token that costs a dict lookup. Made by `count`, kept in a safetensors file (`save`,
-    `load`)."""
+    """For a pair of tokens, or else a single token, seen at least `min_count` times in a
+    corpus: the `top` tokens that most often follow it, each with the tokens that most likely
+    follow it in turn (`length` of them): a guess of the next tokens that costs a dict lookup.
+    Made by `count`, kept in a safetensors file (`save`, `load`); the paths are rows of -1-padded
+    arrays, a list made of a row only when a drafter asks for it."""
 
-    def __init__(self, pairs: dict[tuple[int, int], tuple[int, ...]],
-                 singles: dict[int, tuple[int, ...]]):
-        self.pairs, self.singles = pairs, singles
+    def __init__(self, pair_keys: list[int], pair_paths: np.ndarray, single_keys: list[int],
+                 single_paths: np.ndarray):
+        """pair_keys: before << 32 | last; paths: [contexts, top, 1 + length], -1 padded."""
+        self.pair_paths, self.single_paths = pair_paths, single_paths
+        self.pairs = dict(zip(pair_keys, range(len(pair_keys))))
+        self.singles = dict(zip(single_keys, range(len(single_keys))))
 
-    def after(self, before: int, last: int) -> tuple[int, ...]:
-        """The likeliest next tokens after `before, last`, most likely first."""
-        found = self.pairs.get((before, last))
-        return found if found is not None else self.singles.get(last, ())
-
-    def chain(self, before: int, last: int, length: int) -> list[int]:
-        """Up to `length` tokens, each the likeliest after the two before it."""
-        out = []
-        for _ in range(length):
-            following = self.after(before, last)
-            if not following:
-                break
-            before, last = last, following[0]
-            out.append(last)
-        return out
+    def guesses(self, before: int, last: int) -> list[list[int]]:
+        """The likeliest next tokens after `before, last`, most likely first, each followed by
+        its likeliest continuation (-1 pads a short one; a missing guess is all -1)."""
+        row = self.pairs.get(before << 32 | last)
+        if row is not None:
+            return self.pair_paths[row].tolist()
+        row = self.singles.get(last)
+        return self.single_paths[row].tolist() if row is not None else []
 
     @classmethod
-    def count(cls, sequences, top: int = 4, min_count: int = 30) -> "NextTokens":
-        pairs: dict[tuple[int, int], Counter] = defaultdict(Counter)
-        singles: dict[int, Counter] = defaultdict(Counter)
+    def count(cls, sequences, top: int = 4, length: int = 3, min_count: int = 30
+              ) -> "NextTokens":
+        pair_counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
+        single_counts: dict[int, Counter] = defaultdict(Counter)
         for ids in sequences:
             for a, b, c in zip(ids, ids[1:], ids[2:]):
-                pairs[a, b][c] += 1
+                pair_counts[a, b][c] += 1
             for b, c in zip(ids, ids[1:]):
-                singles[b][c] += 1
+                single_counts[b][c] += 1
 
-        def keep(table):
-            return {key: tuple(t for t, _ in counts.most_common(top))
-                    for key, counts in table.items() if counts.total() >= min_count}
-        return cls(keep(pairs), keep(singles))
+        def kept(counts):
+            return {key: [t for t, _ in c.most_common(top)]
+                    for key, c in counts.items() if c.total() >= min_count}
+        pairs, singles = kept(pair_counts), kept(single_counts)
+
+        def path(before: int, last: int) -> list[int]:
+            """`last`, then up to `length` tokens, each the likeliest after the two before."""
+            out = [last]
+            while len(out) <= length:
+                following = pairs.get((before, last)) or singles.get(last)
+                if not following:
+                    break
+                before, last = last, following[0]
+                out.append(last)
+            return out + [-1] * (length + 1 - len(out))
+
+        def paths(key_last, nexts):
+            rows = [path(key_last, guess) for guess in nexts]
+            return rows + [[-1] * (length + 1)] * (top - len(rows))
+        largest = max((max(n) for n in (*pairs.values(), *singles.values())), default=0)
+        dtype = np.int16 if largest < 2 ** 15 else np.int32  # half the bytes for a small vocabulary
+        pair_paths = np.array([paths(b, n) for (_, b), n in pairs.items()], dtype=dtype)
+        single_paths = np.array([paths(b, n) for b, n in singles.items()], dtype=dtype)
+        shape = (-1, top, length + 1)
+        return cls([a << 32 | b for a, b in pairs], pair_paths.reshape(shape), list(singles),
+                   single_paths.reshape(shape))
 
     def save(self, path) -> None:
-        from safetensors.torch import save_file
-        top = max((len(v) for v in (*self.pairs.values(), *self.singles.values())), default=1)
-
-        def rows(table):
-            return torch.tensor([list(v) + [-1] * (top - len(v)) for v in table.values()],
-                                dtype=torch.int32).reshape(-1, top)
-        pair_keys = torch.tensor(list(self.pairs), dtype=torch.int32).reshape(-1, 2)
-        save_file({"pair_keys": pair_keys, "pair_next": rows(self.pairs),
-                   "single_keys": torch.tensor(list(self.singles), dtype=torch.int32),
-                   "single_next": rows(self.singles)}, str(path),
-                  metadata={"format": "next-tokens-1"})
+        from safetensors.numpy import save_file
+        save_file({"pair_keys": np.array(list(self.pairs), dtype=np.int64),
+                   "pair_paths": self.pair_paths,
+                   "single_keys": np.array(list(self.singles), dtype=np.int64),
+                   "single_paths": self.single_paths}, str(path),
+                  metadata={"format": NEXT_TOKENS_FORMAT})
 
     @classmethod
     def load(cls, path) -> "NextTokens":
         from safetensors import safe_open
         try:
-            with safe_open(str(path), "pt") as f:
-                if (f.metadata() or {}).get("format") != "next-tokens-1":
-                    raise ValueError("not a next-token table")
-                t = {name: f.get_tensor(name).tolist() for name in f.keys()}
+            with safe_open(str(path), "np") as f:
+                if (f.metadata() or {}).get("format") != NEXT_TOKENS_FORMAT:
+                    raise ValueError(f"not a next-token table of format {NEXT_TOKENS_FORMAT}")
+                t = {name: f.get_tensor(name) for name in f.keys()}
+            return cls(t["pair_keys"].tolist(), t["pair_paths"], t["single_keys"].tolist(),
+                       t["single_paths"])
         except Exception as exc:
             raise ValueError(f"cannot read the next-token table {path}: {exc}") from exc
-
-        def entries(keys, rows):
-            return {key: tuple(x for x in row if x >= 0) for key, row in zip(keys, rows)}
-        return cls(entries(map(tuple, t["pair_keys"]), t["pair_next"]),
-                   entries(t["single_keys"], t["single_next"]))
 
 
 class NgramDrafter:
@@ -175,18 +193,18 @@ class NgramDrafter:
     def __init__(self, max_ngram: int = 8, min_ngram: int = 1, candidates: int = 32,
                  weak_free_k: int | None = WEAK_FREE_DRAFT, next_tokens: NextTokens | None = None,
                  tree_candidates: int = 2, candidate_length: int = 8, guesses: int = 4,
-                 guess_length: int = 3, tree_nodes: int = 31, trees: bool = True):
+                 tree_nodes: int = 31, trees: bool = True):
         """trees: where the decoder verifies a tree of drafts (greedy, static shapes), propose
         one (`propose_tree`) rather than a single row; next_tokens, tree_candidates,
-        candidate_length, guesses, guess_length: what the tree adds after the vote's draft;
-        tree_nodes: the most drafts in a tree (the decoder may ask for fewer); measured in
-        BENCHMARKS.md, twelfth session."""
+        candidate_length, guesses: what the tree adds after the vote's draft; tree_nodes: the
+        most drafts in a tree (the decoder may ask for fewer); measured in BENCHMARKS.md,
+        twelfth session."""
         self.trees, self.tree_nodes = trees, tree_nodes
         self.max_ngram, self.min_ngram, self.candidates = max_ngram, min_ngram, candidates
         self.weak_free_k = weak_free_k
         self.next_tokens = next_tokens
         self.tree_candidates, self.candidate_length = tree_candidates, candidate_length
-        self.guesses, self.guess_length = guesses, guess_length
+        self.guesses = guesses
         self._local = threading.local()  # each thread's index (`_Index`) of its last context
 
     def prepare(self, context: list[int]) -> None:
@@ -207,34 +225,19 @@ class NgramDrafter:
         """A tree of at most `budget` drafts of at most k tokens each (greedy decoding): the
         vote's draft (as `propose` with free_k=k), the continuations of the `tree_candidates`
         heaviest candidates (`candidate_length` tokens), then the `guesses` likeliest next
-        tokens of the corpus table, each followed by its likeliest `guess_length`."""
+        tokens of the corpus table, each followed by its likeliest continuation."""
         tree, budget = Tree(), min(budget, self.tree_nodes)
         if k <= 0 or len(context) < 2:
             return tree
         starts, vote = self.lookup(context, k, self.weak_free_k)
         tree.add(vote, budget)
         length = min(k, self.candidate_length)
-        for at in heapq.nlargest(self.tree_candidates, starts, key=starts.__getitem__):
+        for at in sorted(starts, key=starts.__getitem__, reverse=True)[:self.tree_candidates]:
             tree.add(context[at:at + length], budget)
         if self.next_tokens is not None:
-            for guess in self._guesses(context[-2], context[-1]):
-                tree.add(guess[:k], budget)
+            for guess in self.next_tokens.guesses(context[-2], context[-1])[:self.guesses]:
+                tree.add(guess if k >= len(guess) else guess[:k], budget)
         return tree
-
-    def _guesses(self, before: int, last: int) -> list[list[int]]:
-        """The corpus's likeliest next tokens after `before, last`, each with its likeliest
-        continuation: remembered, since code repeats its pairs of tokens (a round's host time
-        is on a request's critical path)."""
-        memo = self._local.__dict__.setdefault("guesses", {})
-        found = memo.get((before, last))
-        if found is None:
-            if len(memo) >= 100_000:
-                memo.clear()
-            table = self.next_tokens
-            found = memo[before, last] = [
-                [guess, *table.chain(last, guess, self.guess_length)]
-                for guess in table.after(before, last)[:self.guesses]]
-        return found
 
     def lookup(self, context: list[int], k: int, weak_k: int | None = None
                ) -> tuple[dict[int, int], list[int]]:

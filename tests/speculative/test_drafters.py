@@ -166,23 +166,24 @@ def test_a_tree_shares_prefixes_keeps_its_budget_and_gives_each_node_its_ancesto
 
 
 def table():
-    """After (1, 2): 3 then 4; after 2 alone: 4 then 3; after 3: 9, then 10 after (3, 9)."""
+    """After (1, 2): 3 then 4; after 2 alone: 4 then 3; after (2, 3): 9, after (3, 9): 10."""
     return NextTokens.count([[1, 2, 3, 9, 10]] * 3 + [[1, 2, 4]] * 2 + [[7, 2, 4]] * 2,
-                            top=2, min_count=1)
+                            top=2, length=3, min_count=1)
 
 
-def test_next_tokens_counts_pairs_then_single_tokens_and_survives_a_file(tmp_path):
+def test_next_tokens_guess_after_pairs_then_single_tokens_and_survive_a_file(tmp_path):
     t = table()
-    assert t.after(1, 2) == (3, 4)
-    assert t.after(7, 2) == (4,)
-    assert t.after(99, 2) == (4, 3)  # an unseen pair: the last token alone
-    assert t.after(99, 98) == ()
-    assert t.chain(2, 3, 3) == [9, 10]
+    assert t.guesses(1, 2) == [[3, 9, 10, -1], [4, -1, -1, -1]]  # 3 9 10, then nothing follows
+    assert t.guesses(7, 2) == [[4, -1, -1, -1], [-1] * 4]  # one guess only
+    assert t.guesses(99, 2) == [[4, -1, -1, -1], [3, 9, 10, -1]]  # an unseen pair: 2 alone
+    assert t.guesses(99, 98) == []
     t.save(tmp_path / "t.safetensors")
     loaded = NextTokens.load(tmp_path / "t.safetensors")
-    assert (loaded.pairs, loaded.singles) == (t.pairs, t.singles)
-    rare = NextTokens.count([[1, 2, 3, 9, 10]] * 3 + [[1, 2, 4]] * 2, min_count=4)
-    assert rare.after(1, 2) == (3, 4) and rare.after(3, 9) == ()  # seen 5 and 3 times
+    for pair in ((1, 2), (7, 2), (99, 2), (2, 3), (99, 98)):
+        assert loaded.guesses(*pair) == t.guesses(*pair)
+    rare = NextTokens.count([[1, 2, 3, 9, 10]] * 3 + [[1, 2, 4]] * 2, top=2, min_count=4)
+    assert rare.guesses(1, 2)[0][:2] == [3, -1]  # (2, 3) seen 3 times: left out, and 3 alone too
+    assert rare.guesses(3, 9) == []
 
 
 def test_a_file_that_is_no_next_token_table_is_refused(tmp_path):
@@ -196,7 +197,7 @@ def test_a_file_that_is_no_next_token_table_is_refused(tmp_path):
 
 def test_a_tree_starts_with_the_votes_draft_then_other_candidates_then_the_tables_guesses():
     context = [1, 2, 3, 4, 1, 2, 5, 6, 1, 2]  # after 1, 2: 3 4 (older) or 5 6 (latest)
-    drafter = NgramDrafter(next_tokens=table(), guesses=2, guess_length=1)
+    drafter = NgramDrafter(next_tokens=table(), guesses=2)
     vote = drafter.propose(context, 1, free_k=4).tokens
     tree = drafter.propose_tree(context, 4, budget=31)
     assert tree.tokens[:len(vote)] == vote and tree.depths[1:len(vote) + 1] == list(
@@ -204,7 +205,7 @@ def test_a_tree_starts_with_the_votes_draft_then_other_candidates_then_the_table
     branches = {tuple(tree.tokens[i - 1] for i in path) for path in _leaf_paths(tree)}
     assert vote and tuple(vote) in branches
     assert (3, 4, 1, 2) in branches or (3, 4, 1) in branches  # the other candidate
-    assert (3, 9) in branches and (4,) in branches  # the table's guesses after (1, 2)
+    assert (3, 9, 10) in branches and (4,) in branches  # the table's guesses after (1, 2)
     assert len(drafter.propose_tree(context, 4, budget=3).tokens) == 3
     assert NgramDrafter().propose_tree(context, 0, budget=31).tokens == []
 
