@@ -7,13 +7,14 @@ about a quarter, RoPE and the cache write (a multiply, a cat, an addcmul, an ind
 times up most of the rest. These kernels do each group in one launch:
 
 - `rope_store`: RoPE on the q and k heads of the stacked q/k/v output, q into a buffer, k and v
-  straight into the cache at each token's position;
+  straight into the cache at each token's slot (its position, except in a tree of drafts);
 - `attend`: attention of a few query tokens over the cache, split over the keys (flash-decoding:
   the programs of one KV head each take a slice of the cache, one more kernel combines their
   softmax partials), the query heads of a KV head read its keys once, the visibility rule (a key
   is visible to a query when its position is <= the query's) computed in the kernel rather than
   read from a mask, slices past the last query's position skipped; the output comes out in the
-  [tokens, heads * dim] layout o_proj reads;
+  [tokens, heads * dim] layout o_proj reads. For a tree of drafts (`tree`), each query also
+  carries a bitmask of the step's own tokens it may see (its ancestors and itself);
 - `silu_mul`: SiLU(gate) * up.
 
 The products take q, K and V in the model's dtype with fp32 accumulation (tensor cores for bf16;

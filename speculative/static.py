@@ -7,7 +7,9 @@ prefix, as `PrefixKV` does. The forward reads the HF model's own weights (copyin
 stacked into one matrix; Qwen2's biases included) and computes what HF computes:
 RMSNorm, RoPE from the model's own rotary module (so rope_theta and static rope scalings are the
 checkpoint's), attention over the cache with an explicit mask (a key is visible to a query when
-its position is <= the query's), tied or untied lm_head.
+its position is <= the query's), tied or untied lm_head. A decode or verify step can also take a
+tree of drafts (`forward`'s depth and tree bits): its tokens fill consecutive cache slots, RoPE
+puts each at its depth, and each sees the cache before the step and its own ancestors.
 
 On a CUDA device three groups of a layer's small kernels run as Triton kernels
 (`speculative.kernels`): RoPE with the cache write, the attention of steps of few tokens, and
