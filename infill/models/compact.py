@@ -58,7 +58,7 @@ def save(model, folder: Path) -> int:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.safetensors*"):
+    for old in folder.glob("model*.safetensors*"):  # the weights; not the next-token table
         old.unlink()
     setattr(model.config, CONFIG_KEY, FORMAT)
     model.config.save_pretrained(str(folder))

@@ -27,7 +27,7 @@ def export(work_dir: Path, out_dir: Path = DEFAULT_DIR, roles: tuple[str, ...] =
     int8: store matrices as int8 with a scale per row (infill/models/compact.py)."""
     for role in roles:
         _export_role(work_dir, out_dir, role, int8)
-    sizes = {role: sum(p.stat().st_size for p in (out_dir / role).glob("*.safetensors"))
+    sizes = {role: sum(p.stat().st_size for p in (out_dir / role).glob("model*.safetensors"))
              for role in ROLES}
     total = sum(sizes.values())
     if total > BUDGET_BYTES:
@@ -46,7 +46,7 @@ def _export_role(work_dir: Path, out_dir: Path, role: str, int8: bool) -> None:
         compact.save(model, target)
     else:
         target.mkdir(parents=True, exist_ok=True)
-        for old in target.glob("*.safetensors*"):
+        for old in target.glob("model*.safetensors*"):  # the weights; not the next-token table
             old.unlink()
         model.save_pretrained(str(target), max_shard_size="1GB")
     PreTrainedTokenizerFast.from_pretrained(str(checkpoint)).save_pretrained(str(target))

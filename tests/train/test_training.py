@@ -110,7 +110,10 @@ def test_export_replaces_only_the_named_role(data_dir, tmp_path):
     shipped = tmp_path / "shipped"
     shutil.copytree(DEFAULT_DIR, shipped)
     draft_before = (shipped / "draft" / "model.safetensors").read_bytes()
+    table_before = (shipped / "target" / "next_tokens.safetensors").read_bytes()
     result = export(work, shipped, roles=("target",))
+    # the next-token table stays beside the target (remade only for another tokenizer)
+    assert (shipped / "target" / "next_tokens.safetensors").read_bytes() == table_before
     config = json.loads((shipped / "target" / "config.json").read_text())
     assert config["infill_context"] == 64 and config["hidden_size"] == 32
     assert (shipped / "draft" / "model.safetensors").read_bytes() == draft_before
