@@ -108,6 +108,8 @@ class NextTokens:
         self.pair_paths, self.single_paths = pair_paths, single_paths
         self.pairs = dict(zip(pair_keys, range(len(pair_keys))))
         self.singles = dict(zip(single_keys, range(len(single_keys))))
+        self.largest = int(max((a.max() for a in (pair_paths, single_paths) if a.size),
+                               default=-1))  # the largest token it can guess
 
     def guesses(self, before: int, last: int) -> list[list[int]]:
         """The likeliest next tokens after `before, last`, most likely first, each followed by

@@ -220,19 +220,25 @@ def load_ar(path=None, device: str | None = None, dtype: str | None = None,
     context = getattr(model.config, "infill_context", None) or min(
         getattr(model.config, "max_position_embeddings", 4096) or 4096, 8192)
     return ARModel(model, tokenizer, fmt, stop_ids(tokenizer, fmt), _name(path), int(context),
-                   next_tokens=load_next_tokens(path))
+                   next_tokens=load_next_tokens(path, model.get_input_embeddings().num_embeddings))
 
 
-def load_next_tokens(path) -> NextTokens | None:
-    """The next-token table beside a model, if it has one (a local folder)."""
+def load_next_tokens(path, vocab: int | None = None) -> NextTokens | None:
+    """The next-token table beside a model, if it has one (a local folder); with `vocab`, one
+    naming a token the model does not have (another model's table) is refused: its guesses
+    would index past the embeddings."""
     table = Path(path) / NEXT_TOKENS_FILE
     if not table.is_file():
         return None
+    remake = f"remake it with `infill train next-tokens --model {path}` or delete it"
     try:
-        return NextTokens.load(table)
+        loaded = NextTokens.load(table)
     except ValueError as exc:
-        raise ModelError(f"{exc}; remake it with `infill train next-tokens --model {path}` "
-                         f"or delete it") from exc
+        raise ModelError(f"{exc}; {remake}") from exc
+    if vocab is not None and loaded.largest >= vocab:
+        raise ModelError(f"{table} names token {loaded.largest}, past the model's {vocab}: "
+                         f"another model's table? {remake}")
+    return loaded
 
 
 DIFFUSION_FAMILIES = ("infill", "llada", "dream")

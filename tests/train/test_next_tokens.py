@@ -43,6 +43,8 @@ def test_the_table_is_counted_on_training_files_and_found_beside_the_model(tmp_p
     ids = load_tokenizer(model)("for folder, _, names in os.walk(alpha_root)")["input_ids"]
     assert table.guesses(ids[0], ids[1])[0][:2] == ids[2:4]  # the likeliest guess, then its own
 
+    with pytest.raises(ModelError, match="past the model's 10: another model's table"):
+        load_next_tokens(model, vocab=10)
     (model / NEXT_TOKENS_FILE).write_bytes(b"broken")
     with pytest.raises(ModelError, match="infill train next-tokens"):
         load_next_tokens(model)
