@@ -5,7 +5,9 @@ Completions: requests are held-out code (single lines and random spans as editor
 method decodes the same prompt ids greedily and stops on the same stop tokens or after
 `max_new_tokens`, so tokens/s compare like with like. With `--passes N` the methods take turns
 over the requests N times and a request's time is its median over the passes: the methods
-side by side, less of a GPU's drift between runs in any one of them.
+side by side, less of a GPU's drift between runs in any one of them. Acceptance is the drafts
+accepted over the drafts verified: for a tree of drafts (greedy n-gram speculation on a GPU)
+every node counts, so it is low by construction; tokens/forward is the measure to compare.
 
 Steps (`--shapes tiny,1.5b,7b`): randomly initialised Qwen2 models of Qwen2.5-Coder-1.5B and
 -7B shapes, built directly on the device, time one decode step (1 token) and one verify step
