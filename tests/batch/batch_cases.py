@@ -12,7 +12,11 @@ def build_tiny_models(folder: Path) -> dict[str, Path]:
     from infill.train.data import SpecialIds
     from infill.train.tokenizer import train_tokenizer
 
-    texts = [p.read_text() for p in sorted((REPO / "infill").rglob("*.py"))]
+    # the tokenizer learns from standard-library modules, not from this repository's files: a
+    # change to any of those retrained it, and with it what the tiny random models write
+    import argparse, dataclasses, inspect, json.decoder, pathlib, textwrap  # noqa: E401
+    modules = (argparse, dataclasses, inspect, json.decoder, pathlib, textwrap)
+    texts = [Path(m.__file__).read_text() for m in modules]
     tokenizer = train_tokenizer(texts, vocab_size=400)
     ids = SpecialIds.of(tokenizer)
     paths = {}
@@ -35,12 +39,15 @@ def build_tiny_models(folder: Path) -> dict[str, Path]:
 
 
 def code_tasks(count: int, seed: int = 0, longest: int = 700) -> list[dict]:
-    """Human-eval-infilling-shaped rows cut from this repository's own Python files, with
-    prefixes and suffixes of varied lengths (so batches mix lengths)."""
+    """Human-eval-infilling-shaped rows cut from two standard-library modules (files that do
+    not change with this repository), with prefixes and suffixes of varied lengths (so
+    batches mix lengths)."""
     import random
+    import shlex
+    import textwrap
 
     rng = random.Random(seed)
-    text = (REPO / "infill" / "context.py").read_text() + (REPO / "infill" / "router.py").read_text()
+    text = Path(textwrap.__file__).read_text() + Path(shlex.__file__).read_text()
     rows = []
     for i in range(count):
         cut = rng.randrange(200, len(text) - 200)

@@ -110,10 +110,14 @@ def test_export_replaces_only_the_named_role(data_dir, tmp_path):
     shipped = tmp_path / "shipped"
     shutil.copytree(DEFAULT_DIR, shipped)
     draft_before = (shipped / "draft" / "model.safetensors").read_bytes()
-    table_before = (shipped / "target" / "next_tokens.safetensors").read_bytes()
+    table = shipped / "target" / "next_tokens.safetensors"
     result = export(work, shipped, roles=("target",))
-    # the next-token table stays beside the target (remade only for another tokenizer)
-    assert (shipped / "target" / "next_tokens.safetensors").read_bytes() == table_before
+    # the shipped next-token table is for another tokenizer than the tiny model's: removed
+    assert result["next_tokens_removed"] == ["target"] and not table.exists()
+    from speculative.drafters import NextTokens
+    NextTokens.count([[5, 6, 7, 8]], min_count=1).save(table)  # one for the tiny tokenizer
+    assert export(work, shipped, roles=("target",))["next_tokens_removed"] == []
+    assert table.exists()  # the same tokenizer again: the table stays
     config = json.loads((shipped / "target" / "config.json").read_text())
     assert config["infill_context"] == 64 and config["hidden_size"] == 32
     assert (shipped / "draft" / "model.safetensors").read_bytes() == draft_before
