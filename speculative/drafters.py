@@ -121,7 +121,7 @@ class NextTokens:
         return self.single_paths[row].tolist() if row is not None else []
 
     @classmethod
-    def count(cls, sequences, top: int = 4, length: int = 3, min_count: int = 30
+    def count(cls, sequences, *, min_count: int, top: int = 4, length: int = 3
               ) -> "NextTokens":
         pair_counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
         single_counts: dict[int, Counter] = defaultdict(Counter)

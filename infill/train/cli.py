@@ -80,8 +80,9 @@ def add_parser(subparsers) -> None:
     table.add_argument("--files", type=positive_int, default=4000,
                        help="training files to count, drawn at random (seeded)")
     table.add_argument("--top", type=positive_int, default=4, help="next tokens kept per context")
-    table.add_argument("--min-count", type=positive_int, default=30,
-                       help="contexts seen fewer times are left out")
+    table.add_argument("--min-count", type=positive_int, default=None,
+                       help="contexts seen fewer times are left out (default: "
+                           "infill.train.next_tokens.MIN_COUNT)")
     table.set_defaults(run=_next_tokens)
 
     held = sub.add_parser("heldout", help="exact match on held-out single-line infill tasks")
@@ -111,10 +112,11 @@ def _prep(args) -> int:
 
 def _next_tokens(args) -> int:
     from infill.models.loading import DEFAULT_MODELS
-    from infill.train.next_tokens import build
+
+    from infill.train.next_tokens import MIN_COUNT, build
 
     print(json.dumps(build(args.model or DEFAULT_MODELS["target"], args.roots, args.files,
-                           args.top, args.min_count), indent=2))
+                           args.top, args.min_count or MIN_COUNT), indent=2))
     return 0
 
 
