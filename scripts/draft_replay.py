@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infill.bench.speculative import bench_prompts  # noqa: E402
 from infill.models.loading import DEFAULT_MODELS, load_ar, load_next_tokens  # noqa: E402
 from speculative.decode import FREE_DRAFT, Decoder  # noqa: E402
-from speculative.drafters import NgramDrafter  # noqa: E402
+from speculative.drafters import NgramDrafter, Tree  # noqa: E402
 
 MAX_NEW = 48
 
@@ -85,13 +85,10 @@ def replay_trees(row: dict, drafter: NgramDrafter, step: int = 32) -> list[int]:
         context.extend(seq[len(context) - len(prompt):i + 1])
         truth = seq[i + 1:]
         tree = drafter.propose_tree(context, min(FREE_DRAFT, MAX_NEW - i - 1), step - 1 - refeed)
-        path, node = [], 0
-        while len(path) < len(truth) and (node := tree.children[node].get(truth[len(path)],
-                                                                          -1)) >= 0:
-            path.append(node)
+        # the target's choice at each node: the greedy token at the node's depth
+        path = tree.walk([truth[d] if d < len(truth) else -1 for d in tree.depths])
         n = len(path)
-        kept = next((j for j, node in enumerate(path) if node != j + 1), n)
-        refeed = n - kept
+        refeed = n - Tree.in_row(path)
         rounds.append(n)
         if any(t in stops for t in truth[:n]) or i + 1 + n >= MAX_NEW:
             break

@@ -155,7 +155,5 @@ class Decoder:
             bits = [*((1 << (i + 1)) - 1 for i in range(r)), *(b << r | seen for b in bits)]
         best = self.kv.feed_argmax(refeed + [pending] + tree.tokens, (depths, bits))[r:]
         path = tree.walk(best)
-        kept = 0
-        while kept < len(path) and path[kept] == kept + 1:
-            kept += 1
-        return [tree.tokens[node - 1] for node in path], kept, best[path[-1] if path else 0]
+        return ([tree.tokens[node - 1] for node in path], Tree.in_row(path),
+                best[path[-1] if path else 0])

@@ -94,6 +94,15 @@ class Tree:
             path.append(node)
         return path
 
+    @staticmethod
+    def in_row(path: list[int]) -> int:
+        """How many of an accepted path's first nodes are the first branch's (nodes 1, 2, ...),
+        which lie in a row after the root in the cache."""
+        kept = 0
+        while kept < len(path) and path[kept] == kept + 1:
+            kept += 1
+        return kept
+
 
 class NextTokens:
     """For a pair of tokens, or else a single token, seen at least `min_count` times in a

@@ -163,6 +163,8 @@ def test_a_tree_shares_prefixes_keeps_its_budget_and_gives_each_node_its_ancesto
     assert tree.walk([5, 6, 9, 0, 3, 0, 0]) == [1, 2, 4]
     assert tree.walk([8, 0, 0, 0, 0, 0, 0]) == [6]
     assert tree.walk([4, 0, 0, 0, 0, 0, 0]) == []
+    # of an accepted path, the nodes in a row after the root (the first branch's)
+    assert [Tree.in_row(p) for p in ([1, 2, 4], [1, 2, 3], [6], [])] == [2, 3, 0, 0]
 
 
 def table():
