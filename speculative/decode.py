@@ -20,8 +20,8 @@ does, so drafts that cost no forward (n-gram lookup) are proposed at up to `FREE
 (the n-gram drafter stops one from a one-token match at 7: an 8-token step) and only model
 drafts follow the adaptive length. Greedy rounds there verify a tree of such drafts
 (`NgramDrafter.propose_tree`, up to the largest verify step, 32 tokens) and take its longest
-branch the target agrees with: on an H200, 2.94 tokens per forward against 2.27 for one row,
-1.96-1.97x plain AR's median tokens/s against 1.66-1.70x (BENCHMARKS.md, twelfth session).
+branch the target agrees with: on an H200, 2.87 tokens per forward against 2.27 for one row,
+1.95x plain AR's median tokens/s against 1.64x (BENCHMARKS.md, twelfth session).
 """
 
 from __future__ import annotations
