@@ -13,8 +13,9 @@ test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
-# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build. The
+# editable install also builds speculative/_ngram.c in place (again when it changes).
+$(VENV)/.installed: pyproject.toml speculative/_ngram.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infill.bench.speculative import bench_prompts  # noqa: E402
 from infill.models.loading import DEFAULT_MODELS, load_ar, load_next_tokens  # noqa: E402
 from speculative.decode import FREE_DRAFT, Decoder  # noqa: E402
-from speculative.drafters import NgramDrafter, Tree  # noqa: E402
+from speculative.drafters import NgramDrafter, Tree, vote  # noqa: E402
 
 MAX_NEW = 48
 
@@ -98,8 +98,8 @@ def replay_trees(row: dict, drafter: NgramDrafter, step: int = 32) -> list[int]:
 
 def best_of_rows(ngram: NgramDrafter, rows: int):
     def propose(context, k, truth):
-        starts, vote = ngram.lookup(context, k)
-        drafts = [vote]
+        starts, voted = ngram.lookup(context, k)
+        drafts = [voted]
         for at in sorted(starts, key=starts.__getitem__, reverse=True):
             draft = context[at:at + k]
             if len(drafts) < rows and draft and not any(d[:len(draft)] == draft for d in drafts):
@@ -112,15 +112,15 @@ def steered_by(ngram: NgramDrafter, model, tally: dict):
     """tally: counts, over the rounds whose vote starts wrong, those where the model is right."""
     @torch.inference_mode()
     def propose(context, k, truth):
-        starts, vote = ngram.lookup(context, k)
+        starts, voted = ngram.lookup(context, k)
         first = int(model(torch.tensor([context[-512:]])).logits[0, -1].argmax())
-        if truth and not (vote and vote[0] == truth[0]):
+        if truth and not (voted and voted[0] == truth[0]):
             tally["vote_wrong"] += 1
             tally["model_right_there"] += first == truth[0]
-        if vote and vote[0] == first:
-            return vote
+        if voted and voted[0] == first:
+            return voted
         agree = {at: w for at, w in starts.items() if at < len(context) and context[at] == first}
-        return ngram._vote(context, agree, k) if agree else [first]
+        return vote(context, agree, k) if agree else [first]
     return propose
 
 

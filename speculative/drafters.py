@@ -36,6 +36,11 @@ import torch
 from speculative.sampling import draw, probabilities
 from speculative.static import kv_cache
 
+try:  # the C module of the drafter's per-round work, built on install where a compiler is
+    from speculative._ngram import Index
+except ImportError:  # pragma: no cover - the Python rules instead (`_Index`)
+    Index = None
+
 
 @dataclass
 class Draft:
@@ -55,33 +60,35 @@ WEAK_FREE_DRAFT = 7
 
 class Tree:
     """Drafts sharing prefixes, after the pending token (the root, node 0): node i (1-based)
-    is tokens[i - 1]; children[node] maps a token to its node (a larger number). Per node,
-    the root included: its depth, and its visibility bits (bit j: node j is the node itself or
-    one of its ancestors), the inputs of the forward that verifies it (`StaticModel.forward`).
-    The first branch (the vote's draft) is nodes 1, 2, ... in a row. (A plain class: one is
-    made every round, on the host's critical path.)"""
-    __slots__ = ("tokens", "children", "depths", "bits")
+    is tokens[i - 1]; edges maps token << 6 | node to the child of `node` holding `token` (a
+    tree has at most 63 nodes, the bits of an int64). Per node, the root included: its depth,
+    and its visibility bits (bit j: node j is the node itself or one of its ancestors), the
+    inputs of the forward that verifies it (`StaticModel.forward`). The first branch (the
+    vote's draft) is nodes 1, 2, ... in a row."""
+    __slots__ = ("tokens", "edges", "depths", "bits")
 
-    def __init__(self):
-        self.tokens: list[int] = []
-        self.children: list[dict[int, int]] = [{}]
-        self.depths, self.bits = [0], [1]
+    def __init__(self, tokens=None, edges=None, depths=None, bits=None):
+        """An empty tree, or one of the given fields (as `_ngram.Index.tree` returns them)."""
+        self.tokens: list[int] = tokens if tokens is not None else []
+        self.edges: dict[int, int] = edges if edges is not None else {}
+        self.depths: list[int] = depths if depths is not None else [0]
+        self.bits: list[int] = bits if bits is not None else [1]
 
     def add(self, path, budget: int) -> None:
         """Add a branch from the root, its tokens that are new while the tree has fewer than
-        `budget` nodes."""
-        node, children, depths, bits = 0, self.children, self.depths, self.bits
+        `budget` nodes; a negative token (a table guess's padding) ends it."""
+        node, edges, tokens, depths, bits = 0, self.edges, self.tokens, self.depths, self.bits
         for token in path:
-            if token < 0:  # the padding of a table's guess
+            if token < 0:
                 return
-            child = children[node].get(token)
+            key = token << 6 | node
+            child = edges.get(key)
             if child is None:
-                child = len(children)
+                child = len(tokens) + 1
                 if child > budget:
                     return
-                self.tokens.append(token)
-                children.append({})
-                children[node][token] = child
+                edges[key] = child
+                tokens.append(token)
                 depths.append(depths[node] + 1)
                 bits.append(bits[node] | 1 << child)
             node = child
@@ -89,8 +96,8 @@ class Tree:
     def walk(self, best: list[int]) -> list[int]:
         """The nodes the target accepts, given its argmax at every node (root first): from the
         root, the child holding the target's choice, while there is one."""
-        path, node = [], 0
-        while (node := self.children[node].get(best[node], -1)) >= 0:
+        path, node, edges = [], 0, self.edges
+        while (node := edges.get(best[node] << 6 | node, -1)) >= 0:
             path.append(node)
         return path
 
@@ -204,19 +211,25 @@ class NgramDrafter:
     def __init__(self, max_ngram: int = 8, min_ngram: int = 1, candidates: int = 32,
                  weak_free_k: int | None = WEAK_FREE_DRAFT, next_tokens: NextTokens | None = None,
                  tree_candidates: int = 2, candidate_length: int = 8, guesses: int = 4,
-                 tree_nodes: int = 31, trees: bool = True):
+                 tree_nodes: int = 31, trees: bool = True,
+                 native: bool | None = None):
         """trees: where the decoder verifies a tree of drafts (greedy, static shapes), propose
         one (`propose_tree`) rather than a single row; next_tokens, tree_candidates,
         candidate_length, guesses: what the tree adds after the vote's draft; tree_nodes: the
         most drafts in a tree (the decoder may ask for fewer); measured in BENCHMARKS.md,
-        twelfth session."""
+        twelfth session. native: run the rules in C (`speculative._ngram`); None: where it is
+        built and takes these settings (max_ngram <= 20, candidates <= 1024)."""
+        fits = max_ngram <= 20 and candidates <= 1024 and tree_nodes <= 63
+        if native and (Index is None or not fits):
+            raise ValueError("the C n-gram index is not built or does not take these settings")
+        self.native = fits and Index is not None if native is None else native
         self.trees, self.tree_nodes = trees, tree_nodes
         self.max_ngram, self.min_ngram, self.candidates = max_ngram, min_ngram, candidates
         self.weak_free_k = weak_free_k
         self.next_tokens = next_tokens
         self.tree_candidates, self.candidate_length = tree_candidates, candidate_length
         self.guesses = guesses
-        self._local = threading.local()  # each thread's index (`_Index`) of its last context
+        self._local = threading.local()  # each thread's index of its last context
 
     def prepare(self, context: list[int]) -> None:
         """Index a context ahead of the first `propose` (the decoder calls it while the
@@ -237,85 +250,48 @@ class NgramDrafter:
         vote's draft (as `propose` with free_k=k), the continuations of the `tree_candidates`
         heaviest candidates (`candidate_length` tokens), then the `guesses` likeliest next
         tokens of the corpus table, each followed by its likeliest continuation."""
-        tree, budget = Tree(), min(budget, self.tree_nodes)
+        budget = min(budget, self.tree_nodes)
         if k <= 0 or len(context) < 2:
-            return tree
-        starts, vote = self.lookup(context, k, self.weak_free_k)
-        tree.add(vote, budget)
-        length = min(k, self.candidate_length)
-        for at in sorted(starts, key=starts.__getitem__, reverse=True)[:self.tree_candidates]:
-            tree.add(context[at:at + length], budget)
-        if self.next_tokens is not None:
-            for guess in self.next_tokens.guesses(context[-2], context[-1])[:self.guesses]:
-                tree.add(guess if k >= len(guess) else guess[:k], budget)
-        return tree
+            return Tree()
+        guesses = [] if self.next_tokens is None else \
+            self.next_tokens.guesses(context[-2], context[-1])[:self.guesses]
+        return Tree(*self._index_of(context).tree(
+            k, budget, -1 if self.weak_free_k is None else self.weak_free_k, *self._rules(),
+            self.tree_candidates, self.candidate_length, guesses))
 
     def lookup(self, context: list[int], k: int, weak_k: int | None = None
                ) -> tuple[dict[int, int], list[int]]:
         """({where a candidate's continuation starts: its weight}, the vote's draft of up to k
         tokens, or of up to weak_k where no candidate matches more than the last token); both
         empty where nothing matches."""
-        where = self._index_of(context).where
-        for skip in (0, 1):  # skip = 1: the last token taken for a changed one
-            starts = self._matches(context, where, skip)
-            if starts:
-                if weak_k is not None and max(starts.values()) < 8 ** 2:  # 8 ** match length
-                    k = min(k, weak_k)
-                return starts, self._vote(context, starts, k)
-        return {}, []
+        return self._index_of(context).lookup(k, -1 if weak_k is None else weak_k,
+                                              *self._rules())
 
-    def _index_of(self, context: list[int]) -> "_Index":
-        """The positions of each token of `context`: the same list object grown since the last
-        call (a decoder appends the tokens it accepts) extends the index; another starts a new
-        one. It is on every round's critical path: no rescan of the context."""
+    def _rules(self) -> tuple[int, int, int]:
+        return self.max_ngram, self.min_ngram, self.candidates
+
+    def _index_of(self, context: list[int]):
+        """The index of `context` (`_ngram.Index` where built, else `_Index`): the same list
+        object grown since the last call (a decoder appends the tokens it accepts) extends
+        the index; another starts a new one. It is on every round's critical path: no rescan
+        of the context."""
         index = getattr(self._local, "index", None)
         if index is None or index.context is not context or len(context) < index.length:
+            index = self._local.index = (Index if self.native else _Index)(context)
+        try:
+            index.extend()
+        except ValueError:  # ids the C index does not take (not below 2 ** 24): Python's
             index = self._local.index = _Index(context)
-        index.extend()
+            index.extend()
         return index
-
-    def _matches(self, context: list[int], where: dict[int, list[int]], skip: int
-                 ) -> dict[int, int]:
-        """{where the continuation starts: weight}, latest first, for the occurrences of
-        context[-1 - skip] before it."""
-        end = len(context) - 1 - skip  # the matched tail is context[:end + 1]
-        if end < 1:
-            return {}
-        starts = {}
-        for at in reversed(where[context[end]]):
-            if at >= end:  # the tail itself (and, skipping, the token after it)
-                continue
-            length = 1
-            while (length < self.max_ngram and length <= at
-                   and context[at - length] == context[end - length]):
-                length += 1
-            if length >= self.min_ngram:
-                starts[at + 1 + skip] = 8 ** length
-            if len(starts) == self.candidates:
-                break
-        return starts
-
-    @staticmethod
-    def _vote(context: list[int], starts: dict[int, int], k: int) -> list[int]:
-        """Up to k tokens: at each step the token the most weight continues with, keeping the
-        candidates that agree with it; a single candidate is copied through."""
-        draft = []
-        while starts and len(draft) < k:
-            if len(starts) == 1:
-                (at,) = starts
-                return draft + context[at:at + k - len(draft)]
-            tally: dict[int, int] = {}
-            for at, weight in starts.items():
-                tally[context[at]] = tally.get(context[at], 0) + weight
-            token = max(tally, key=tally.__getitem__)  # the first, so the latest, on ties
-            draft.append(token)
-            starts = {at + 1: w for at, w in starts.items()
-                      if context[at] == token and at + 1 < len(context)}
-        return draft
 
 
 class _Index:
-    """Where each token of a growing context occurs: {token: its positions, ascending}."""
+    """The drafter's rules over a growing context, in Python: where each token occurs
+    ({token: its positions, ascending}), the vote (`lookup`) and the tree (`tree`). The same
+    as `_ngram.Index` (the C module this package builds where a C compiler is), which runs
+    them ~6 times faster on the decoder's critical path (and takes token ids below 2 ** 24
+    only: its index has a slot per id)."""
 
     def __init__(self, context: list[int]):
         self.context, self.length = context, 0
@@ -326,6 +302,71 @@ class _Index:
         for at in range(self.length, len(context)):
             where[context[at]].append(at)
         self.length = len(context)
+
+    def lookup(self, k: int, weak_k: int, max_ngram: int, min_ngram: int, candidates: int
+               ) -> tuple[dict[int, int], list[int]]:
+        """`NgramDrafter.lookup` (weak_k < 0: none)."""
+        for skip in (0, 1):  # skip = 1: the last token taken for a changed one
+            starts = self._matches(skip, max_ngram, min_ngram, candidates)
+            if starts:
+                if weak_k >= 0 and max(starts.values()) < 8 ** 2:  # 8 ** match length
+                    k = min(k, weak_k)
+                return starts, vote(self.context, starts, k)
+        return {}, []
+
+    def _matches(self, skip: int, max_ngram: int, min_ngram: int, candidates: int
+                 ) -> dict[int, int]:
+        """{where the continuation starts: weight}, latest first, for the occurrences of
+        context[-1 - skip] before it."""
+        context = self.context
+        end = len(context) - 1 - skip  # the matched tail is context[:end + 1]
+        if end < 1:
+            return {}
+        starts = {}
+        for at in reversed(self.where[context[end]]):
+            if at >= end:  # the tail itself (and, skipping, the token after it)
+                continue
+            length = 1
+            while (length < max_ngram and length <= at
+                   and context[at - length] == context[end - length]):
+                length += 1
+            if length >= min_ngram:
+                starts[at + 1 + skip] = 8 ** length
+            if len(starts) == candidates:
+                break
+        return starts
+
+    def tree(self, k: int, budget: int, weak_k: int, max_ngram: int, min_ngram: int,
+             candidates: int, tree_candidates: int, candidate_length: int,
+             guesses: list[list[int]]) -> tuple[list[int], dict[int, int], list[int], list[int]]:
+        """`NgramDrafter.propose_tree`, as a `Tree`'s fields."""
+        tree, context = Tree(), self.context
+        starts, draft = self.lookup(k, weak_k, max_ngram, min_ngram, candidates)
+        tree.add(draft, budget)
+        length = min(k, candidate_length)
+        for at in sorted(starts, key=starts.__getitem__, reverse=True)[:tree_candidates]:
+            tree.add(context[at:at + length], budget)
+        for guess in guesses:
+            tree.add(guess if k >= len(guess) else guess[:k], budget)
+        return tree.tokens, tree.edges, tree.depths, tree.bits
+
+
+def vote(context: list[int], starts: dict[int, int], k: int) -> list[int]:
+    """Up to k tokens: at each step the token the most weight continues with, keeping the
+    candidates that agree with it; a single candidate is copied through."""
+    draft = []
+    while starts and len(draft) < k:
+        if len(starts) == 1:
+            (at,) = starts
+            return draft + context[at:at + k - len(draft)]
+        tally: dict[int, int] = {}
+        for at, weight in starts.items():
+            tally[context[at]] = tally.get(context[at], 0) + weight
+        token = max(tally, key=tally.__getitem__)  # the first, so the latest, on ties
+        draft.append(token)
+        starts = {at + 1: w for at, w in starts.items()
+                  if context[at] == token and at + 1 < len(context)}
+    return draft
 
 
 class ModelDrafter:

@@ -1,11 +1,14 @@
 """The n-gram drafter: prompt lookup where the longest matches lead, agreeing occurrences vote,
-a changed last token is skipped over, and a draft only ever copies tokens of the context."""
+a changed last token is skipped over, and a draft only ever copies tokens of the context. Its
+rules run in C (`speculative._ngram`, built by the install) and in Python: both agree."""
 
 import random
+import shutil
 
 import pytest
 import torch
 
+from speculative import drafters
 from speculative.drafters import NextTokens, NgramDrafter, Tree
 
 
@@ -41,17 +44,63 @@ def reference(context, k, max_ngram=8, min_ngram=1, candidates=32):
     return []
 
 
-def test_search_matches_the_plain_python_rule():
-    # ids whose 4-byte words hold each other's bytes at unaligned offsets (256, 65537, 2**31),
-    # and ids beyond 32 bits, which take the slow scan
+@pytest.mark.parametrize("native", [False, None])
+def test_search_matches_the_plain_python_rule(native):
+    # ids past what the C index takes (2**24 and more) make the drafter index in Python
     rng = random.Random(0)
     for trial in range(600):
-        alphabet = [1, 2, 3, 256, 65536 + 1, 2**31] + ([2**40] if trial % 3 == 0 else [])
+        alphabet = [1, 2, 3, 256, 65536 + 1] + ([2**31, 2**70] if trial % 3 == 0 else [])
         context = [rng.choice(alphabet) for _ in range(rng.randint(0, 60))]
         k = rng.randint(0, 16)
         options = rng.choice([{}, {"max_ngram": 2}, {"min_ngram": 2}, {"candidates": 3}])
-        assert (NgramDrafter(**options).propose(context, k).tokens
+        assert (NgramDrafter(native=native, **options).propose(context, k).tokens
                 == reference(context, k, **options)), (context, k, options)
+
+
+def test_the_c_module_is_built_where_a_compiler_is():
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert drafters.Index is not None, "speculative/_ngram.c is not built: make setup"
+        assert NgramDrafter().native
+
+
+@pytest.mark.skipif(drafters.Index is None, reason="speculative._ngram is not built")
+def test_c_and_python_give_the_same_lookups_and_trees():
+    rng = random.Random(1)
+    table = NextTokens.count([[rng.randrange(6) for _ in range(40)] for _ in range(20)],
+                             min_count=2)
+    for trial in range(1500):
+        vocab = rng.choice([2, 3, 6, 40])
+        context = [rng.randrange(vocab) for _ in range(rng.randrange(0, 80))]
+        options = dict(max_ngram=rng.choice([1, 2, 8]), min_ngram=rng.choice([1, 2, 3]),
+                       candidates=rng.choice([1, 4, 32]), weak_free_k=rng.choice([None, 2, 7]),
+                       tree_candidates=rng.choice([0, 2, 5]), candidate_length=rng.choice([1, 8]),
+                       next_tokens=rng.choice([None, table]), guesses=rng.choice([1, 4]))
+        c, python = NgramDrafter(native=True, **options), NgramDrafter(native=False, **options)
+        k, budget, weak = rng.choice([0, 1, 4, 15, 100]), rng.choice([1, 5, 31, 63]), \
+            rng.choice([None, 3])
+        for grown in (False, True):  # a fresh index, then one extended in place
+            if grown:
+                context += [rng.randrange(vocab) for _ in range(rng.randrange(1, 4))]
+            a, b = c.propose_tree(context, k, budget), python.propose_tree(context, k, budget)
+            assert (a.tokens, a.edges, a.depths, a.bits) == (b.tokens, b.edges, b.depths,
+                                                             b.bits), (context, options, k)
+            assert c.lookup(context, k, weak) == python.lookup(context, k, weak)
+
+
+@pytest.mark.skipif(drafters.Index is None, reason="speculative._ngram is not built")
+def test_the_c_index_refuses_what_it_cannot_hold():
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        drafters.Index([1, -2]).extend()
+    with pytest.raises(ValueError, match="not initialised"):
+        drafters.Index.__new__(drafters.Index).extend()
+    index = drafters.Index([1, 2, 1])
+    index.extend()
+    with pytest.raises(ValueError, match="at most 63"):
+        index.tree(4, 64, -1, 8, 1, 32, 2, 8, [])
+    with pytest.raises(ValueError, match="max_ngram"):
+        index.lookup(4, -1, 21, 1, 32)
+    with pytest.raises(ValueError, match="C n-gram index"):
+        NgramDrafter(native=True, max_ngram=30)
 
 
 def test_the_longest_match_leads():
@@ -213,8 +262,8 @@ def test_a_tree_starts_with_the_votes_draft_then_other_candidates_then_the_table
 
 
 def _leaf_paths(tree):
-    parents = {child: node for node, kids in enumerate(tree.children) for child in kids.values()}
-    for leaf in (n for n, kids in enumerate(tree.children) if n and not kids):
+    parents = {child: key & 63 for key, child in tree.edges.items()}  # key: token << 6 | parent
+    for leaf in set(range(1, len(tree.tokens) + 1)) - set(parents.values()):
         path = [leaf]
         while parents[path[-1]]:
             path.append(parents[path[-1]])

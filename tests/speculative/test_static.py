@@ -379,7 +379,7 @@ def test_a_tree_forward_gives_each_node_the_argmax_of_its_own_branch():
     for branch in ([3, 4, 5], [3, 7], [9, 1, 2, 6]):
         tree.add(branch, budget=15)
     best = kv.feed_argmax([prompt[-1]] + tree.tokens, (tree.depths, tree.bits))
-    parents = {child: node for node, kids in enumerate(tree.children) for child in kids.values()}
+    parents = {child: key & 63 for key, child in tree.edges.items()}  # key: token << 6 | parent
     for node in range(len(tree.tokens) + 1):
         path, at = [], node
         while at:
