@@ -212,6 +212,18 @@ static int parse_rules(Rules *rules, int max_ngram, int min_ngram, int candidate
     return 0;
 }
 
+static PyObject *array_type;  /* array.array */
+
+/* An array('q') of the values: what a verify step's input buffer is made of. */
+static PyObject *int64_array(const int64_t *values, Py_ssize_t n) {
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)values, n * (Py_ssize_t)sizeof(int64_t));
+    if (bytes == NULL)
+        return NULL;
+    PyObject *array = PyObject_CallFunction(array_type, "sO", "q", bytes);
+    Py_DECREF(bytes);
+    return array;
+}
+
 static PyObject *int32_list(const int32_t *values, Py_ssize_t n) {
     PyObject *list = PyList_New(n);
     if (list == NULL)
@@ -365,22 +377,14 @@ static PyObject *Index_tree(Index *self, PyObject *args) {
                 return NULL;
     }
     Py_ssize_t n = tree.count;
-    PyObject *tokens = int32_list(tree.tokens + 1, n);
-    PyObject *edges = PyDict_New(), *depths = PyList_New(n + 1), *bits = PyList_New(n + 1);
+    int64_t depths_out[MAX_NODES + 1];
+    for (Py_ssize_t i = 0; i <= n; i++)
+        depths_out[i] = tree.depths[i];
+    PyObject *tokens = int32_list(tree.tokens + 1, n), *edges = PyDict_New();
+    PyObject *depths = int64_array(depths_out, n + 1), *bits = int64_array(tree.bits, n + 1);
     if (tokens == NULL || edges == NULL || depths == NULL || bits == NULL)
         goto fail;
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        PyObject *depth = PyLong_FromLong(tree.depths[i]);
-        PyObject *bit = PyLong_FromLongLong(tree.bits[i]);
-        if (depth == NULL || bit == NULL) {
-            Py_XDECREF(depth);
-            Py_XDECREF(bit);
-            goto fail;
-        }
-        PyList_SET_ITEM(depths, i, depth);
-        PyList_SET_ITEM(bits, i, bit);
-        if (i == 0)
-            continue;
+    for (Py_ssize_t i = 1; i <= n; i++) {
         /* the key `Tree` uses: token << 6 | parent */
         PyObject *key = PyLong_FromLongLong((int64_t)tree.tokens[i] << 6 | tree.parents[i]);
         PyObject *child = PyLong_FromSsize_t(i);
@@ -436,7 +440,12 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__ngram(void) {
-    if (PyType_Ready(&IndexType) < 0)
+    PyObject *array_module = PyImport_ImportModule("array");
+    if (array_module == NULL)
+        return NULL;
+    array_type = PyObject_GetAttrString(array_module, "array");
+    Py_DECREF(array_module);
+    if (array_type == NULL || PyType_Ready(&IndexType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

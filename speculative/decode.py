@@ -147,13 +147,8 @@ class Decoder:
         The cache keeps the first branch's slots only: an accepted path that leaves it is
         taken all the same, and its tokens past the branch go into the next round's forward
         again (`refeed`), which the verify step (`tree_tokens`) holds at little extra cost."""
-        r = len(refeed)
-        depths, bits = tree.depths, tree.bits
-        if r:  # the tokens to re-feed first, in a row; every node sees them
-            seen = (1 << r) - 1
-            depths = [*range(r), *(d + r for d in depths)]
-            bits = [*((1 << (i + 1)) - 1 for i in range(r)), *(b << r | seen for b in bits)]
-        best = self.kv.feed_argmax(refeed + [pending] + tree.tokens, (depths, bits))[r:]
+        r = len(refeed)  # the tokens to re-feed go first, in a row; every node sees them
+        best = self.kv.feed_argmax(refeed + [pending] + tree.tokens, tree.inputs(r))[r:]
         path = tree.walk(best)
         return ([tree.tokens[node - 1] for node in path], Tree.in_row(path),
                 best[path[-1] if path else 0])

@@ -27,6 +27,7 @@ while the target's prefill runs.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from speculative.sampling import draw, probabilities
-from speculative.static import kv_cache
+from speculative.static import chain_inputs, kv_cache
 
 try:  # the C module of the drafter's per-round work, built on install where a compiler is
     from speculative._ngram import Index
@@ -63,16 +64,17 @@ class Tree:
     is tokens[i - 1]; edges maps token << 6 | node to the child of `node` holding `token` (a
     tree has at most 63 nodes, the bits of an int64). Per node, the root included: its depth,
     and its visibility bits (bit j: node j is the node itself or one of its ancestors), the
-    inputs of the forward that verifies it (`StaticModel.forward`). The first branch (the
-    vote's draft) is nodes 1, 2, ... in a row."""
+    inputs of the forward that verifies it (`StaticModel.forward`), kept as int64 arrays that
+    go into the step's input buffer as they are. The first branch (the vote's draft) is nodes
+    1, 2, ... in a row."""
     __slots__ = ("tokens", "edges", "depths", "bits")
 
     def __init__(self, tokens=None, edges=None, depths=None, bits=None):
         """An empty tree, or one of the given fields (as `_ngram.Index.tree` returns them)."""
         self.tokens: list[int] = tokens if tokens is not None else []
         self.edges: dict[int, int] = edges if edges is not None else {}
-        self.depths: list[int] = depths if depths is not None else [0]
-        self.bits: list[int] = bits if bits is not None else [1]
+        self.depths: array = depths if depths is not None else array("q", [0])
+        self.bits: array = bits if bits is not None else array("q", [1])
 
     def add(self, path, budget: int) -> None:
         """Add a branch from the root, its tokens that are new while the tree has fewer than
@@ -92,6 +94,17 @@ class Tree:
                 depths.append(depths[node] + 1)
                 bits.append(bits[node] | 1 << child)
             node = child
+
+    def inputs(self, before: int = 0) -> tuple[array, array]:
+        """The depths and visibility bits of a verify step of `before` tokens in a row, which
+        every node sees, then this tree (its root first)."""
+        if not before:
+            return self.depths, self.bits
+        seen = (1 << before) - 1
+        depths, bits = chain_inputs(before)
+        depths.extend([depth + before for depth in self.depths])
+        bits.extend([bit << before | seen for bit in self.bits])
+        return depths, bits
 
     def walk(self, best: list[int]) -> list[int]:
         """The nodes the target accepts, given its argmax at every node (root first): from the

@@ -588,7 +588,6 @@ class StaticModel:
         if not self.steps:
             self._prepare_steps()
 
-    @torch.inference_mode()
     def run_argmax(self, ids: list[int], start: int, tree: tuple | None = None) -> list[int]:
         """The argmax of `run(ids, start)` at each position (greedy decoding). A decode or
         verify step's graph computes it: a few ids come back to the host, with no launch of a
@@ -596,6 +595,9 @@ class StaticModel:
         ~three host round trips to the GPU driver).
         tree: (depths, visibility bits), one of each per id (`forward`), for a tree of drafts
         in slots start..: static shapes and at most TREE_TOKENS ids."""
+        if not torch.is_inference_mode_enabled():  # (a decorator would cost each round ~4 us)
+            with torch.inference_mode():
+                return self.run_argmax(ids, start, tree)
         n = len(ids)
         if self.static_shapes and 0 < n <= LOGIT_BUCKETS[-1]:
             bucket = self._bucket(n)

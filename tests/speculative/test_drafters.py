@@ -203,8 +203,9 @@ def test_a_tree_shares_prefixes_keeps_its_budget_and_gives_each_node_its_ancesto
     tree.add([5, 6, 9, 10], budget=6)  # shares 5, 6
     tree.add([8, 1, 2], budget=6)  # one node left: 8
     assert tree.tokens == [5, 6, 7, 9, 10, 8]
-    assert tree.depths == [0, 1, 2, 3, 3, 4, 1]
+    assert tree.depths.tolist() == [0, 1, 2, 3, 3, 4, 1]
     parents = {1: 0, 2: 1, 3: 2, 4: 2, 5: 4, 6: 0}
+    assert {child: key & 63 for key, child in tree.edges.items()} == parents
     for node, parent in parents.items():
         assert tree.bits[node] == tree.bits[parent] | 1 << node
     assert tree.bits[0] == 1
@@ -214,6 +215,11 @@ def test_a_tree_shares_prefixes_keeps_its_budget_and_gives_each_node_its_ancesto
     assert tree.walk([4, 0, 0, 0, 0, 0, 0]) == []
     # of an accepted path, the nodes in a row after the root (the first branch's)
     assert [Tree.in_row(p) for p in ([1, 2, 4], [1, 2, 3], [6], [])] == [2, 3, 0, 0]
+    # verified after 2 re-fed tokens in a row: every node one step deeper by 2, seeing them
+    depths, bits = tree.inputs(2)
+    assert depths.tolist() == [0, 1, 2, 3, 4, 5, 5, 6, 3]
+    assert bits.tolist() == [1, 3] + [b << 2 | 3 for b in tree.bits]
+    assert tree.inputs(0) == (tree.depths, tree.bits)
 
 
 def table():
@@ -251,7 +257,7 @@ def test_a_tree_starts_with_the_votes_draft_then_other_candidates_then_the_table
     drafter = NgramDrafter(next_tokens=table(), guesses=2)
     vote = drafter.propose(context, 1, free_k=4).tokens
     tree = drafter.propose_tree(context, 4, budget=31)
-    assert tree.tokens[:len(vote)] == vote and tree.depths[1:len(vote) + 1] == list(
+    assert tree.tokens[:len(vote)] == vote and list(tree.depths[1:len(vote) + 1]) == list(
         range(1, len(vote) + 1))  # the first branch in a row
     branches = {tuple(tree.tokens[i - 1] for i in path) for path in _leaf_paths(tree)}
     assert vote and tuple(vote) in branches
