@@ -8,6 +8,8 @@ over the requests N times and a request's time is its median over the passes: th
 side by side, less of a GPU's drift between runs in any one of them. Acceptance is the drafts
 accepted over the drafts verified: for a tree of drafts (greedy n-gram speculation on a GPU)
 every node counts, so it is low by construction; tokens/forward is the measure to compare.
+`ngram-row` (one row of drafts a round, no tree) and `ngram-python` (the drafter's rules in
+Python, not in its C module) are the shipped n-gram drafter less one of its speed-ups.
 
 Steps (`--shapes tiny,1.5b,7b`): randomly initialised Qwen2 models of Qwen2.5-Coder-1.5B and
 -7B shapes, built directly on the device, time one decode step (1 token) and one verify step
@@ -166,6 +168,7 @@ def summarize(name: str, rows: list[dict], reference: list[dict] | None) -> dict
 
 METHODS = {"ar": "plain AR (ours)", "ar-hf-cache": "plain AR (ours, HF forward + cache)",
            "ngram": "speculative n-gram", "ngram-row": "speculative n-gram, one row",
+           "ngram-python": "speculative n-gram, Python rules",
            "draft": "speculative draft model",
            "combined": "speculative combined", "hf": "HF generate",
            "hf-assisted": "HF assisted (draft model)", "hf-lookup": "HF prompt lookup"}
@@ -176,8 +179,8 @@ DRAFT_METHODS = {METHODS["draft"], METHODS["combined"], METHODS["hf-assisted"]}
 
 def completion_methods(target, draft) -> dict:
     """name -> run(prompts, max_new_tokens). The first is the reference."""
-    def ngram():
-        return NgramDrafter(next_tokens=target.next_tokens)
+    def ngram(native=None):
+        return NgramDrafter(next_tokens=target.next_tokens, native=native)
 
     def model():
         return ModelDrafter(draft.model, 0.3)
@@ -192,6 +195,9 @@ def completion_methods(target, draft) -> dict:
         "speculative n-gram": lambda ps, n: run_ours(target, ps, ngram(), n),
         "speculative n-gram, one row": lambda ps, n: run_ours(
             target, ps, NgramDrafter(trees=False), n),
+        # the drafter's rules in Python where the C module (`speculative._ngram`) runs them
+        "speculative n-gram, Python rules": lambda ps, n: run_ours(
+            target, ps, ngram(native=False), n),
         "speculative draft model": lambda ps, n: run_ours(target, ps, model(), n),
         "speculative combined": lambda ps, n: run_ours(target, ps, combined(), n),
         "HF generate": lambda ps, n: run_hf(target, ps, n),
