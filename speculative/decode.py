@@ -21,7 +21,8 @@ does, so drafts that cost no forward (n-gram lookup) are proposed at up to `FREE
 drafts follow the adaptive length. Greedy rounds there verify a tree of such drafts
 (`NgramDrafter.propose_tree`, up to the largest verify step, 32 tokens) and take its longest
 branch the target agrees with: on an H200, 2.87 tokens per forward against 2.27 for one row,
-2.03-2.19x plain AR's median tokens/s against 1.71-1.80x (BENCHMARKS.md, thirteenth session).
+1.97-2.19x plain AR's median tokens/s (median 2.09x over 13 runs) against 1.71-1.80x
+(BENCHMARKS.md, thirteenth session).
 """
 
 from __future__ import annotations

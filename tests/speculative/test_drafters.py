@@ -101,6 +101,7 @@ def test_the_c_index_refuses_what_it_cannot_hold():
         index.lookup(4, -1, 21, 1, 32)
     with pytest.raises(ValueError, match="C n-gram index"):
         NgramDrafter(native=True, max_ngram=30)
+    assert not NgramDrafter(candidates=0).native  # settings past its limits: Python's rules
 
 
 def test_the_longest_match_leads():
