@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define MAX_NODES 63   /* a tree's nodes, the root excluded: its bits fit an int64 */
-#define MAX_NGRAM 20   /* weights 8 ** length, summed over candidates, fit an int64 */
+#define MAX_NGRAM 17   /* weights 8 ** length, summed over MAX_CANDIDATES, fit an int64 */
 #define MAX_CANDIDATES 1024  /* arrays of candidates live on the stack */
 #define MAX_TOKEN (1 << 24)  /* `latest` has a slot per id: 64 MiB at most */
 
@@ -86,6 +86,8 @@ static PyObject *Index_extend(Index *self, PyObject *Py_UNUSED(unused)) {
         }
         if (token >= self->vocab) {
             Py_ssize_t vocab = token + 1 > 2 * self->vocab ? token + 1 : 2 * self->vocab;
+            if (vocab > MAX_TOKEN)
+                vocab = MAX_TOKEN;
             if (grow(&self->latest, vocab))
                 return NULL;
             for (Py_ssize_t t = self->vocab; t < vocab; t++)

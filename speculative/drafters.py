@@ -238,8 +238,8 @@ class NgramDrafter:
         candidate_length, guesses: what the tree adds after the vote's draft; tree_nodes: the
         most drafts in a tree (the decoder may ask for fewer); measured in BENCHMARKS.md,
         twelfth session. native: run the rules in C (`speculative._ngram`); None: where it is
-        built and takes these settings (max_ngram 1..20, candidates 1..1024, tree_nodes <= 63)."""
-        fits = 1 <= max_ngram <= 20 and 1 <= candidates <= 1024 and tree_nodes <= 63
+        built and takes these settings (max_ngram 1..17, candidates 1..1024, tree_nodes <= 63)."""
+        fits = 1 <= max_ngram <= 17 and 1 <= candidates <= 1024 and tree_nodes <= 63
         if native and (Index is None or not fits):
             raise ValueError("the C n-gram index is not built or does not take these settings")
         self.native = fits and Index is not None if native is None else native

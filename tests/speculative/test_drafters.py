@@ -88,6 +88,15 @@ def test_c_and_python_give_the_same_lookups_and_trees():
 
 
 @pytest.mark.skipif(drafters.Index is None, reason="speculative._ngram is not built")
+def test_c_and_python_agree_at_the_c_indexs_largest_weights():
+    # 1,024 candidates matching 17 tokens each: weights summed near the int64 limit
+    context = [0, 1] * 1100 + [2, 0, 1, 0, 1, 3] * 3 + [0, 1] * 20
+    c, python = (NgramDrafter(max_ngram=17, candidates=1024, native=native)
+                 for native in (True, False))
+    assert c.native and c.lookup(context, 40) == python.lookup(context, 40)
+
+
+@pytest.mark.skipif(drafters.Index is None, reason="speculative._ngram is not built")
 def test_the_c_index_refuses_what_it_cannot_hold():
     with pytest.raises(ValueError, match="2\\*\\*24"):
         drafters.Index([1, -2]).extend()
@@ -98,7 +107,7 @@ def test_the_c_index_refuses_what_it_cannot_hold():
     with pytest.raises(ValueError, match="at most 63"):
         index.tree(4, 64, -1, 8, 1, 32, 2, 8, [])
     with pytest.raises(ValueError, match="max_ngram"):
-        index.lookup(4, -1, 21, 1, 32)
+        index.lookup(4, -1, 18, 1, 32)
     with pytest.raises(ValueError, match="C n-gram index"):
         NgramDrafter(native=True, max_ngram=30)
     assert not NgramDrafter(candidates=0).native  # settings past its limits: Python's rules
