@@ -144,11 +144,12 @@ def main() -> int:
         drafters["n-gram steered by the draft model"] = steered_by(ngram, draft, tally)
     report = {"requests": len(rows), "greedy_tokens": sum(len(r["greedy"]) for r in rows),
               "drafters": {}, "steering": tally}
+    replays = {name: (lambda row, propose=propose: replay(row, propose))
+               for name, propose in drafters.items()}
     tree = NgramDrafter(next_tokens=load_next_tokens(DEFAULT_MODELS["target"]))
-    drafters["n-gram tree"] = lambda row: replay_trees(row, tree)
+    replays["n-gram tree"] = lambda row: replay_trees(row, tree)
     print(f"{'drafter':36} {'tokens/round':>12} {'rounds':>7} {'0 accepted':>11}")
-    for name, propose in drafters.items():
-        replayed = propose if name == "n-gram tree" else lambda row: replay(row, propose)
+    for name, replayed in replays.items():
         accepted_per_round = [n for r in rows for n in replayed(r)]
         entry = report["drafters"][name] = {
             "rounds": len(accepted_per_round),

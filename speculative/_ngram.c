@@ -453,6 +453,13 @@ PyMODINIT_FUNC PyInit__ngram(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    /* the limits, which `NgramDrafter` checks before it chooses this module */
+    if (PyModule_AddIntConstant(m, "MAX_NGRAM", MAX_NGRAM) < 0
+        || PyModule_AddIntConstant(m, "MAX_CANDIDATES", MAX_CANDIDATES) < 0
+        || PyModule_AddIntConstant(m, "MAX_NODES", MAX_NODES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&IndexType);
     if (PyModule_AddObject(m, "Index", (PyObject *)&IndexType) < 0) {
         Py_DECREF(&IndexType);

@@ -45,9 +45,10 @@ from speculative.sampling import draw, probabilities
 from speculative.static import chain_inputs, kv_cache
 
 try:  # the C module of the drafter's per-round work, built on install where a compiler is
+    from speculative import _ngram
     from speculative._ngram import Index
 except ImportError:  # pragma: no cover - the Python rules instead (`_Index`)
-    Index = None
+    _ngram = Index = None
 
 
 @dataclass
@@ -238,11 +239,13 @@ class NgramDrafter:
         candidate_length, guesses: what the tree adds after the vote's draft; tree_nodes: the
         most drafts in a tree (the decoder may ask for fewer); measured in BENCHMARKS.md,
         twelfth session. native: run the rules in C (`speculative._ngram`); None: where it is
-        built and takes these settings (max_ngram 1..17, candidates 1..1024, tree_nodes <= 63)."""
-        fits = 1 <= max_ngram <= 17 and 1 <= candidates <= 1024 and tree_nodes <= 63
-        if native and (Index is None or not fits):
+        built and takes these settings (its MAX_NGRAM, MAX_CANDIDATES and MAX_NODES: 17, 1,024
+        and 63)."""
+        fits = _ngram is not None and 1 <= max_ngram <= _ngram.MAX_NGRAM \
+            and 1 <= candidates <= _ngram.MAX_CANDIDATES and tree_nodes <= _ngram.MAX_NODES
+        if native and not fits:
             raise ValueError("the C n-gram index is not built or does not take these settings")
-        self.native = fits and Index is not None if native is None else native
+        self.native = fits if native is None else native
         self.trees, self.tree_nodes = trees, tree_nodes
         self.max_ngram, self.min_ngram, self.candidates = max_ngram, min_ngram, candidates
         self.weak_free_k = weak_free_k

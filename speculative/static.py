@@ -407,7 +407,7 @@ class StaticModel:
         into the cache; attention reads the first `attend` cache positions under the mask, or,
         `causal`, only the chunk's own keys under SDPA's causal rule (see `causal_chunk`).
         `start` is an int or a 1-element tensor (the graphs read it from their input buffer).
-        A tree of drafts (`tree_inputs`): token i still goes to cache slot start + i, but RoPE
+        A tree of drafts (`drafters.Tree.inputs`): token i still goes to slot start + i, but RoPE
         puts it at start + depth[i], and of the step's own tokens it sees those whose bits
         tree[i] sets (its ancestors and itself).
         No host synchronisation: this is what a CUDA graph captures."""

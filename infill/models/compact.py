@@ -53,13 +53,19 @@ def dequantize(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def remove_weights(folder: Path) -> None:
+    """Deletes a model folder's weight files (either format), before new ones are written; a
+    next-token table beside them stays."""
+    for old in folder.glob("model*.safetensors*"):
+        old.unlink()
+
+
 def save(model, folder: Path) -> int:
     """Writes config.json (marked compact) and the int8 weights; returns the weights' bytes."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("model*.safetensors*"):  # the weights; not the next-token table
-        old.unlink()
+    remove_weights(folder)
     setattr(model.config, CONFIG_KEY, FORMAT)
     model.config.save_pretrained(str(folder))
     save_file(quantize(model.state_dict()), str(folder / WEIGHTS_FILE),

@@ -112,7 +112,6 @@ def _prep(args) -> int:
 
 def _next_tokens(args) -> int:
     from infill.models.loading import DEFAULT_MODELS
-
     from infill.train.next_tokens import MIN_COUNT, build
 
     print(json.dumps(build(args.model or DEFAULT_MODELS["target"], args.roots, args.files,

@@ -52,8 +52,7 @@ def _export_role(work_dir: Path, out_dir: Path, role: str, int8: bool) -> bool:
         compact.save(model, target)
     else:
         target.mkdir(parents=True, exist_ok=True)
-        for old in target.glob("model*.safetensors*"):  # the weights; not the next-token table
-            old.unlink()
+        compact.remove_weights(target)
         model.save_pretrained(str(target), max_shard_size="1GB")
     PreTrainedTokenizerFast.from_pretrained(str(checkpoint)).save_pretrained(str(target))
     (target / "generation_config.json").unlink(missing_ok=True)
